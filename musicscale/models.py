@@ -1,0 +1,220 @@
+"""The two model families and their size grids.
+
+Both models map ``idx`` (a batch of token ids, shape ``(B, T)``) to next-token logits ``(B, T, V)``
+and carry ``context_length``, so the trainer and the sampler treat them alike.
+
+N, the size a scaling law is fitted against, is the **non-embedding** parameter count (Kaplan et al.
+2020): every parameter except the vocabulary matrices (token embedding, LSTM output head) and the
+position embedding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+ARCHS = ("transformer", "lstm")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    d_model: int = 32
+    n_head: int = 2
+    n_layer: int = 2
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class LSTMConfig:
+    d_embed: int = 32
+    d_hidden: int = 64
+    n_layer: int = 2
+    dropout: float = 0.0
+
+
+# The named grids. tiny/small/medium are the original project's six models; the rest extend each grid
+# to span more than two orders of magnitude of N on a CPU (about 1.5k to 0.5M), and the "gpu" sizes
+# go further for a GPU run.
+TRANSFORMER_SIZES: dict[str, TransformerConfig] = {
+    "micro": TransformerConfig(8, 2, 2),
+    "tiny": TransformerConfig(16, 2, 2),
+    "small": TransformerConfig(32, 2, 2),
+    "medium": TransformerConfig(48, 4, 3),
+    "large": TransformerConfig(64, 4, 4),
+    "xl": TransformerConfig(96, 4, 4),
+    "gpu-s": TransformerConfig(128, 4, 6),
+    "gpu-m": TransformerConfig(256, 8, 6),
+    "gpu-l": TransformerConfig(384, 8, 8),
+}
+LSTM_SIZES: dict[str, LSTMConfig] = {
+    "micro": LSTMConfig(8, 16, 1),
+    "tiny": LSTMConfig(16, 32, 1),
+    "small": LSTMConfig(32, 64, 2),
+    "medium": LSTMConfig(48, 96, 2),
+    "large": LSTMConfig(64, 160, 2),
+    "xl": LSTMConfig(80, 192, 2),
+    "gpu-s": LSTMConfig(128, 384, 2),
+    "gpu-m": LSTMConfig(256, 768, 2),
+    "gpu-l": LSTMConfig(384, 1152, 3),
+}
+SIZE_GRIDS: dict[str, dict] = {"transformer": TRANSFORMER_SIZES, "lstm": LSTM_SIZES}
+CPU_SIZES = ("micro", "tiny", "small", "medium", "large", "xl")
+
+
+def check_arch_size(arch: str, size: str | None = None) -> None:
+    """Raise ValueError naming the parameter and the allowed values for an unknown arch or size."""
+    if arch not in SIZE_GRIDS:
+        raise ValueError(f"archs: unknown architecture {arch!r}; allowed: {list(SIZE_GRIDS)}")
+    if size is not None and size not in SIZE_GRIDS[arch]:
+        raise ValueError(f"sizes: unknown {arch} size {size!r}; allowed: {list(SIZE_GRIDS[arch])}")
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        assert cfg.d_model % cfg.n_head == 0, "d_model must be divisible by n_head"
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, 4 * cfg.d_model),
+            nn.GELU(),
+            nn.Linear(4 * cfg.d_model, cfg.d_model),
+            nn.Dropout(cfg.dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class Transformer(nn.Module):
+    """Decoder-only transformer: learned positions, pre-LN blocks, tied input/output embedding."""
+
+    def __init__(self, cfg: TransformerConfig, vocab_size: int, context_length: int):
+        super().__init__()
+        self.cfg, self.vocab_size, self.context_length = cfg, vocab_size, context_length
+        self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
+        self.pos_emb = nn.Embedding(context_length, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
+        self.head.weight = self.tok_emb.weight  # weight tying
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        T = idx.shape[1]
+        if T > self.context_length:
+            raise ValueError(f"sequence length {T} exceeds context_length {self.context_length}")
+        pos = torch.arange(T, device=idx.device)
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+    def embedding_parameters(self) -> int:
+        return self.tok_emb.weight.numel() + self.pos_emb.weight.numel()
+
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token: 3 x forward, forward = 2 x (N + head matmul) + attention scores."""
+        d, L, T = self.cfg.d_model, self.cfg.n_layer, self.context_length
+        forward = 2 * (non_embedding_parameters(self) + d * self.vocab_size) + 2 * L * T * d
+        return 3 * forward
+
+
+class LSTM(nn.Module):
+    """Embedding -> multi-layer ``torch.nn.LSTM`` (the fused kernel) -> linear head."""
+
+    def __init__(self, cfg: LSTMConfig, vocab_size: int, context_length: int):
+        super().__init__()
+        self.cfg, self.vocab_size, self.context_length = cfg, vocab_size, context_length
+        self.emb = nn.Embedding(vocab_size, cfg.d_embed)
+        self.lstm = nn.LSTM(
+            cfg.d_embed, cfg.d_hidden, num_layers=cfg.n_layer, batch_first=True,
+            dropout=cfg.dropout if cfg.n_layer > 1 else 0.0,
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.d_hidden, vocab_size)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.drop(self.emb(idx)))
+        return self.head(self.drop(out))
+
+    def embedding_parameters(self) -> int:
+        return self.emb.weight.numel() + self.head.weight.numel() + self.head.bias.numel()
+
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token: 3 x forward, forward = 2 x (N + head matmul)."""
+        forward = 2 * (non_embedding_parameters(self) + self.cfg.d_hidden * self.vocab_size)
+        return 3 * forward
+
+
+def total_parameters(model: nn.Module) -> int:
+    """All distinct parameters (a tied matrix counts once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def non_embedding_parameters(model: nn.Module) -> int:
+    """Kaplan's N: parameters outside the vocabulary and position matrices."""
+    return total_parameters(model) - model.embedding_parameters()
+
+
+def build_model(arch: str, size: str, vocab_size: int, context_length: int) -> nn.Module:
+    """A model of a named architecture and size."""
+    check_arch_size(arch, size)
+    cfg = SIZE_GRIDS[arch][size]
+    return (Transformer if arch == "transformer" else LSTM)(cfg, vocab_size, context_length)
+
+
+def describe(arch: str, size: str, vocab_size: int, context_length: int) -> dict:
+    """Config, parameter counts and FLOPs per token of one grid entry (builds the model to count)."""
+    model = build_model(arch, size, vocab_size, context_length)
+    return {
+        "arch": arch,
+        "size": size,
+        **asdict(SIZE_GRIDS[arch][size]),
+        "params_total": total_parameters(model),
+        "params_non_embedding": non_embedding_parameters(model),
+        "flops_per_token": model.flops_per_token(),
+    }
+
+
+def size_grid_table(archs: tuple[str, ...] = ARCHS, sizes: tuple[str, ...] = CPU_SIZES,
+                    vocab_size: int = 100, context_length: int = 128) -> list[dict]:
+    """:func:`describe` for every (arch, size) of a grid."""
+    return [describe(a, s, vocab_size, context_length) for a in archs for s in sizes]

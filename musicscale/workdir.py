@@ -1,0 +1,176 @@
+"""The workdir layout and atomic writes: the one place that names artifact paths.
+
+Every stage writes under one ``workdir``::
+
+    data/<dataset>/{train,val,test}.txt, corpus_report.json      (01_data)
+    tokens/<dataset>/{train,val,test}.npy, meta.json              (02_tokenize)
+    runs/<dataset>/<arch>-<size>-s<seed>[-t<budget>]/{checkpoint.pt,result.json}   (03_train)
+    results/experiment_results.json, *.png                        (04_analyze)
+    generated/<dataset>/<arch>-<size>/{samples.jsonl,metrics.json,*.svg,*.wav}  (05_generate)
+
+Files are written to a temporary name in the same folder, flushed, fsynced and renamed, so a reader
+never sees half a file and an interrupted stage leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SPLITS = ("train", "val", "test")
+
+# Which notebook makes each artifact family, for the "run this first" message.
+PRODUCER = {
+    "data": "notebooks/01_data.ipynb",
+    "tokens": "notebooks/02_tokenize.ipynb",
+    "runs": "notebooks/03_train.ipynb",
+    "results": "notebooks/04_analyze.ipynb",
+    "generated": "notebooks/05_generate.ipynb",
+}
+
+
+class MissingArtifactError(FileNotFoundError):
+    """A stage's input does not exist; the message names it and the notebook that makes it."""
+
+
+@dataclass(frozen=True)
+class Workdir:
+    """Paths of every artifact under one root folder."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike[str]):
+        object.__setattr__(self, "root", Path(root).expanduser())
+
+    def data_dir(self, dataset: str) -> Path:
+        return self.root / "data" / dataset
+
+    def split_text(self, dataset: str, split: str) -> Path:
+        return self.data_dir(dataset) / f"{split}.txt"
+
+    def corpus_report(self, dataset: str) -> Path:
+        return self.data_dir(dataset) / "corpus_report.json"
+
+    def tokens_dir(self, dataset: str) -> Path:
+        return self.root / "tokens" / dataset
+
+    def tokens(self, dataset: str, split: str) -> Path:
+        return self.tokens_dir(dataset) / f"{split}.npy"
+
+    def tokens_meta(self, dataset: str) -> Path:
+        return self.tokens_dir(dataset) / "meta.json"
+
+    def runs_dir(self, dataset: str) -> Path:
+        return self.root / "runs" / dataset
+
+    def run_dir(self, dataset: str, run_name: str) -> Path:
+        return self.runs_dir(dataset) / run_name
+
+    def sweep_results(self, dataset: str) -> Path:
+        return self.runs_dir(dataset) / "sweep_results.json"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def experiment_results(self) -> Path:
+        return self.results_dir / "experiment_results.json"
+
+    def generated_dir(self, dataset: str, model_name: str | None = None) -> Path:
+        base = self.root / "generated" / dataset
+        return base / model_name if model_name else base
+
+    def datasets(self, family: str = "tokens") -> list[str]:
+        """Datasets that have artifacts of one family (``data``, ``tokens`` or ``runs``)."""
+        folder = self.root / family
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def require(self, path: Path) -> Path:
+        """Return ``path`` if it exists, else raise naming it and the notebook that makes it."""
+        if path.exists():
+            return path
+        try:
+            family = path.relative_to(self.root).parts[0]
+        except ValueError:
+            family = ""
+        maker = PRODUCER.get(family, "the previous stage")
+        raise MissingArtifactError(
+            f"missing artifact {path}: run {maker} first (with the same workdir={str(self.root)!r})"
+        )
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any], suffix: str = "") -> Path:
+    """Call ``write(tmp_path)`` and atomically move the result to ``path``."""
+    with atomic_path(path, suffix) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Atomically write a UTF-8 text file."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Atomically write a binary file."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Atomically write ``obj`` as indented JSON (NaN is written as null)."""
+    return write_text(path, json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file, naming the file if it is not valid JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON (line {err.lineno}): {err.msg}") from err
+
+
+def _json_safe(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, paths and non-finite floats into plain JSON values."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _json_safe(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

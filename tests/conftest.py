@@ -1,0 +1,43 @@
+"""Shared fixtures: a small tokenized dataset in a temporary workdir."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from musicscale.tokenizer import CharTokenizer
+from musicscale.workdir import Workdir, write_json
+
+TUNES = [
+    "X:1\nM:4/4\nL:1/8\nK:G\n|:GABc dedB|dedB dedB|c2ec B2dB|c2A2 A2BA:|",
+    "X:1\nM:6/8\nL:1/8\nK:D\n|:A|dfa afd|ecA ABc|dfa afd|e3 d2:|",
+    "X:1\nM:3/4\nL:1/8\nK:Em\n|:E2 G2 B2|e4 d2|B2 A2 G2|F6:|",
+]
+
+
+def markov_tunes(n: int, seed: int) -> list[str]:
+    """Tunes from a fixed first-order Markov chain over a few characters: learnable structure."""
+    rng = np.random.default_rng(seed)
+    alphabet = list("ABCDEFG|2 ")
+    trans = np.random.default_rng(123).dirichlet(np.full(len(alphabet), 0.2), size=len(alphabet))
+    tunes = []
+    for _ in range(n):
+        state, chars = rng.integers(len(alphabet)), []
+        for _ in range(rng.integers(40, 80)):
+            state = rng.choice(len(alphabet), p=trans[state])
+            chars.append(alphabet[state])
+        tunes.append("X:1\nK:G\n" + "".join(chars))
+    return tunes
+
+
+@pytest.fixture
+def tokenized_workdir(tmp_path):
+    """A workdir holding tokens/markov/{train,val,test}.npy and meta.json."""
+    wd = Workdir(tmp_path)
+    splits = {"train": markov_tunes(300, 0), "val": markov_tunes(40, 1), "test": markov_tunes(40, 2)}
+    tok = CharTokenizer.from_texts(splits["train"])
+    wd.tokens_dir("markov").mkdir(parents=True)
+    for name, tunes in splits.items():
+        np.save(wd.tokens("markov", name), tok.encode_tunes(tunes))
+    write_json(wd.tokens_meta("markov"), {"vocab_size": tok.vocab_size, "vocabulary": tok.itos})
+    return wd
