@@ -104,3 +104,69 @@ def _asdict(obj) -> dict:
     from dataclasses import asdict, is_dataclass
 
     return asdict(obj) if is_dataclass(obj) else dict(vars(obj))
+
+
+def corpus_table(reports: Sequence[dict]):
+    """One row per dataset: what was read, dropped (by reason), de-duplicated and kept."""
+    from .report import markdown_table
+
+    rows = []
+    for r in reports:
+        dropped = r.get("dropped") or {}
+        rows.append({
+            "dataset": r["dataset"], "files": r.get("files_read"), "found": r.get("tunes_found", r.get("generated")),
+            "dropped": ", ".join(f"{k} {v}" for k, v in sorted(dropped.items()) if v) or "none",
+            "duplicates": r.get("duplicates_removed"),
+            "kept": sum(s["tunes"] for s in r["splits"].values()),
+            "chars": sum(s["characters"] for s in r["splits"].values()),
+        })
+    return markdown_table(rows, [("dataset", "dataset", None), ("files", "files read", None),
+                                 ("found", "tunes found", ","), ("dropped", "dropped (reason count)", None),
+                                 ("duplicates", "duplicates removed", ","), ("kept", "tunes kept", ","),
+                                 ("chars", "characters kept", ",")])
+
+
+def split_table(reports: Sequence[dict]):
+    """Tunes and characters per split, and the exact entropy rate H* where the data are synthetic."""
+    from .report import markdown_table
+
+    rows = [{"dataset": r["dataset"], "split": s, **r["splits"][s],
+             "h": (r.get("entropy_rate") or {}).get(s)} for r in reports for s in SPLITS]
+    return markdown_table(rows, [("dataset", "dataset", None), ("split", "split", None), ("tunes", "tunes", ","),
+                                 ("characters", "characters", ","), ("h", "H* (nats/char)", ".4f")])
+
+
+def first_tune(workdir: str | Path, dataset: str, split: str = "train") -> str:
+    """The first tune of a split, as written by the data stage."""
+    wd = Workdir(workdir)
+    return corpus.read_split(wd.require(wd.split_text(dataset, split)))[0]
+
+
+def vocabulary_table(metas: Sequence[dict]):
+    """Per dataset and split: vocabulary size, tokens, characters outside the vocabulary, unigram entropy."""
+    from .report import markdown_table
+
+    rows = [{"dataset": m["dataset"], "vocab": m["vocab_size"], "split": s, **m["splits"][s],
+             "unknown_distinct": repr(m["splits"][s]["unknown_distinct"]) if m["splits"][s]["unknown_distinct"]
+             else "—", "h": (m.get("entropy_rate") or {}).get(s)}
+            for m in metas for s in SPLITS]
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("vocab", "vocabulary", None), ("split", "split", None),
+        ("tokens", "tokens", ","), ("unknown_characters", "unseen chars", ","),
+        ("unknown_distinct", "which", None), ("unigram_entropy", "unigram entropy (nats)", ".4f"),
+        ("h", "H* (nats/char)", ".4f")])
+
+
+def tokenize_datasets(workdir: str | Path, names: Sequence[str] | None = None) -> list[dict]:
+    """Tokenize the named datasets, or every dataset the data stage wrote."""
+    wd = Workdir(workdir)
+    names = list(names) if names else wd.datasets("data")
+    if not names:
+        wd.require(wd.root / "data")
+    return [tokenize_dataset(workdir, name) for name in names]
+
+
+def describe_vocabulary(meta: dict) -> str:
+    """One line listing a dataset's vocabulary (line breaks shown as ``\\n``)."""
+    symbols = "".join(c if len(c) == 1 else f" {c} " for c in meta["vocabulary"]).replace("\n", "\\n")
+    return f"{meta['dataset']}: {meta['vocab_size']} symbols: {symbols}"

@@ -218,3 +218,20 @@ def size_grid_table(archs: tuple[str, ...] = ARCHS, sizes: tuple[str, ...] = CPU
                     vocab_size: int = 100, context_length: int = 128) -> list[dict]:
     """:func:`describe` for every (arch, size) of a grid."""
     return [describe(a, s, vocab_size, context_length) for a in archs for s in sizes]
+
+
+def grid_markdown(archs: tuple[str, ...] | list[str], sizes: tuple[str, ...] | list[str], vocab_size: int,
+                  context_length: int):
+    """The size grid as a Markdown table: shape, total and non-embedding parameters, FLOPs per token."""
+    from .report import markdown_table
+
+    rows = []
+    for r in size_grid_table(tuple(archs), tuple(sizes), vocab_size, context_length):
+        if r["arch"] == "transformer":
+            r["shape"] = f"d={r['d_model']}, heads={r['n_head']}, layers={r['n_layer']}"
+        else:
+            r["shape"] = f"embed={r['d_embed']}, hidden={r['d_hidden']}, layers={r['n_layer']}"
+        rows.append(r)
+    return markdown_table(rows, [("arch", "arch", None), ("size", "size", None), ("shape", "shape", None),
+                                 ("params_total", "params (total)", ","), ("params_non_embedding", "N (non-emb.)", ","),
+                                 ("flops_per_token", "train FLOPs/token", ",")])

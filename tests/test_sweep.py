@@ -9,7 +9,7 @@ def test_sweep_skips_finished_runs(tokenized_workdir, monkeypatch):
     base = TrainConfig(token_budget=4 * 8 * 16, context_length=16, batch_size=8, n_evals=2, eval_tokens=512,
                        threads=1, device="cpu")
     specs = grid(["markov"], ["transformer", "lstm"], ["micro"], [0], base)
-    first = run_sweep(tokenized_workdir.root, specs, progress=False)
+    first = run_sweep(tokenized_workdir.root, specs, log=None)
     assert [r["run"] for r in first] == ["transformer-micro-s0-t512", "lstm-micro-s0-t512"]
     saved = read_json(tokenized_workdir.sweep_results("markov"))
     assert len(saved["runs"]) == 2
@@ -20,7 +20,7 @@ def test_sweep_skips_finished_runs(tokenized_workdir, monkeypatch):
     real = sweep_module.run_one
     monkeypatch.setattr(sweep_module, "run_one", lambda *a, **k: calls.append(a[1].name) or real(*a, **k))
     more = grid(["markov"], ["transformer", "lstm"], ["micro"], [0, 1], base)
-    second = run_sweep(tokenized_workdir.root, more, progress=False)
+    second = run_sweep(tokenized_workdir.root, more, log=None)
     assert calls == ["transformer-micro-s1-t512", "lstm-micro-s1-t512"]  # only the new seed trained
     assert second[0] == first[0]
     assert len(collect_results(tokenized_workdir.root, "markov")) == 4
@@ -28,7 +28,7 @@ def test_sweep_skips_finished_runs(tokenized_workdir, monkeypatch):
     # a changed configuration is not mistaken for a finished run
     calls.clear()
     run_sweep(tokenized_workdir.root, grid(["markov"], ["lstm"], ["micro"], [0], base.__class__(
-        **{**base.__dict__, "lr": 1e-3})), progress=False)
+        **{**base.__dict__, "lr": 1e-3})), log=None)
     assert calls == ["lstm-micro-s0-t512"]
 
 

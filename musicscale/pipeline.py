@@ -1,0 +1,122 @@
+"""Profiles, papermill execution of the stage notebooks, and the jupyter-book build.
+
+``run_pipeline("default")`` executes ``notebooks/01_data.ipynb`` ... ``05_generate.ipynb`` in order with
+papermill, each with the profile's parameters and one shared ``workdir`` and ``seed``, writes the
+executed copies to ``book/stages/`` (where ``_toc.yml`` expects them), then builds the book into
+``_build/html`` with warnings as errors.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .workdir import atomic_path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+BOOK_STAGES = ROOT / "book" / "stages"
+STAGES = ("01_data", "02_tokenize", "03_train", "04_analyze", "05_generate")
+
+# Parameters per stage on top of each notebook's own defaults, which are the smoke run.
+PROFILES: dict[str, dict[str, dict]] = {
+    "smoke": {},
+    "default": {
+        "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_tunes": 4000},
+        "03_train": {
+            "sizes": ["micro", "tiny", "small", "medium", "large", "xl"],
+            "token_budget": 1_000_000, "context_length": 128, "batch_size": 32,
+            "extra_seeds": 1, "extra_seed_sizes": ["micro", "tiny", "small"],
+            "data_budgets": [250_000, 500_000], "data_sizes": ["micro", "tiny", "small", "medium"],
+            "n_workers": 2,
+        },
+        "04_analyze": {"n_boot": 1000},
+        "05_generate": {"n_samples": 50, "max_new_tokens": 500},
+    },
+    "gpu": {
+        "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_tunes": 20000},
+        "03_train": {
+            "sizes": ["micro", "tiny", "small", "medium", "large", "xl", "gpu-s", "gpu-m", "gpu-l"],
+            "token_budget": 20_000_000, "context_length": 256, "batch_size": 64, "device": "cuda",
+            "extra_seeds": 2, "extra_seed_sizes": ["micro", "tiny", "small", "medium"],
+            "data_budgets": [2_500_000, 5_000_000, 10_000_000], "data_sizes": ["tiny", "small", "medium", "large"],
+            "n_workers": 1,
+        },
+        "04_analyze": {"n_boot": 2000},
+        "05_generate": {"n_samples": 100, "max_new_tokens": 600, "device": "cuda"},
+    },
+}
+
+
+def stage_parameters(profile: str, workdir: str | Path, seed: int = 0,
+                     overrides: dict[str, dict] | None = None) -> dict[str, dict]:
+    """The papermill parameters of each stage for a profile, with ``overrides`` merged last."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile: unknown profile {profile!r}; allowed: {list(PROFILES)}")
+    params = {stage: {"workdir": str(workdir), "seed": seed, **copy.deepcopy(PROFILES[profile].get(stage, {}))}
+              for stage in STAGES}
+    for stage, values in (overrides or {}).items():
+        if stage not in params:
+            raise ValueError(f"overrides: unknown stage {stage!r}; allowed: {list(STAGES)}")
+        params[stage].update(values)
+    return params
+
+
+def execute_stage(stage: str, parameters: dict, out_dir: Path = BOOK_STAGES) -> Path:
+    """Execute one stage notebook with papermill into ``out_dir`` (atomically: a failed run keeps the
+    previous copy, and papermill leaves the failed notebook beside it as ``<stage>.failed.ipynb``)."""
+    import papermill
+
+    src, dst = NOTEBOOKS / f"{stage}.ipynb", Path(out_dir) / f"{stage}.ipynb"
+    failed = dst.with_suffix(".failed.ipynb")
+    with atomic_path(dst, suffix=".ipynb") as tmp:
+        try:
+            papermill.execute_notebook(str(src), str(tmp), parameters=parameters, cwd=str(NOTEBOOKS),
+                                       log_output=True, progress_bar=False, kernel_name="python3")
+        except Exception:
+            shutil.copyfile(tmp, failed)
+            raise
+    failed.unlink(missing_ok=True)
+    return dst
+
+
+def build_book(root: Path = ROOT, strict: bool = True) -> Path:
+    """Build the jupyter-book from a clean ``_build`` (``-W -n --keep-going`` when ``strict``)."""
+    shutil.rmtree(root / "_build", ignore_errors=True)
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root)]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    subprocess.run(cmd, check=True)
+    return root / "_build" / "html" / "index.html"
+
+
+def run_pipeline(profile: str = "default", workdir: str | Path | None = None, *, seed: int = 0,
+                 stages: tuple[str, ...] = STAGES, overrides: dict[str, dict] | None = None,
+                 book: bool = True, strict: bool = True) -> dict:
+    """Execute the stages in order for a profile, then build the book; returns timings per step."""
+    workdir = Path(workdir) if workdir else ROOT / "work" / profile
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"stages: unknown stage(s) {unknown}; allowed: {list(STAGES)}")
+    params = stage_parameters(profile, workdir.resolve(), seed, overrides)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    for i, stage in enumerate(stages, 1):
+        print(f"[{i}/{len(stages)}] {stage}  (profile {profile}, workdir {workdir})", flush=True)
+        t0 = time.perf_counter()
+        execute_stage(stage, params[stage])
+        timings[stage] = time.perf_counter() - t0
+        print(f"[{i}/{len(stages)}] {stage} done in {timings[stage]:.0f} s", flush=True)
+    if book:
+        t0 = time.perf_counter()
+        index = build_book(strict=strict)
+        timings["book"] = time.perf_counter() - t0
+        print(f"book built in {timings['book']:.0f} s: {index}", flush=True)
+    timings["total"] = time.perf_counter() - start
+    print(f"total {timings['total']:.0f} s", flush=True)
+    return timings
