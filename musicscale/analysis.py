@@ -1,0 +1,259 @@
+"""The analyze stage: the runs of the last sweep -> scaling-law fits -> ``experiment_results.json``.
+
+Per dataset and architecture: ``L(N) = a N^-alpha + c`` on the test losses of the main token budget,
+with bootstrap intervals and a held-out check on the largest size; both architectures compared; the
+compute frontier and ``L(C)``; the joint ``L(N, D)`` on the runs trained at several budgets; and, on the
+synthetic grammar, the fitted ``c`` beside the exact entropy rate ``H*`` of the test split.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, scaling
+from .train import git_commit
+from .workdir import Workdir, read_json, write_json
+
+ARCH_ORDER = ("transformer", "lstm")
+
+
+def load_sweep(workdir: str | Path, datasets: Sequence[str] | None = None) -> dict[str, list[dict]]:
+    """The runs of the last sweep of each dataset (``runs/<dataset>/sweep_results.json``)."""
+    wd = Workdir(workdir)
+    names = list(datasets) if datasets else wd.datasets("runs")
+    if not names:
+        wd.require(wd.root / "runs")
+    return {d: read_json(wd.require(wd.sweep_results(d)))["runs"] for d in names}
+
+
+def main_budget(runs: Sequence[dict]) -> int:
+    """The token budget most runs were trained on (the scaling curve's budget; the largest on ties)."""
+    counts = Counter(r["tokens_seen"] for r in runs)
+    return max(counts, key=lambda b: (counts[b], b))
+
+
+def _arrays(runs: Sequence[dict], *keys: str) -> list[np.ndarray]:
+    return [np.array([float(r[k]) for r in runs]) for k in keys]
+
+
+def fit_architecture(runs: Sequence[dict], *, n_boot: int, seed: int) -> dict:
+    """Power law in N for one architecture's runs at one budget, with the held-out check."""
+    N, L = _arrays(runs, "params_non_embedding", "test_loss")
+    out: dict = {"n_runs": len(runs), "sizes": [s for _, s in sorted({(r["params_non_embedding"], r["size"])
+                                                                       for r in runs})]}
+    if len(np.unique(N)) < 3:
+        out["error"] = f"only {len(np.unique(N))} distinct sizes: a 3-parameter law needs 3"
+        return out
+    fit = scaling.fit_power_law(N, L, n_boot=n_boot, seed=seed)
+    out.update(fit.to_dict())
+    out["_fit"] = fit
+    try:
+        held = scaling.holdout_extrapolation(N, L)
+        out["extrapolation"] = held
+        out["extrapolation_rel_error"] = held["rel_error"]
+    except ValueError as err:  # fewer than 4 sizes
+        out["extrapolation"] = None
+        out["extrapolation_rel_error"] = None
+        out["extrapolation_note"] = str(err)
+    return out
+
+
+def compute_points(runs: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(training FLOPs, validation loss) at every logged evaluation of every run."""
+    C = np.array([p["flops"] for r in runs for p in r["curve"]], dtype=float)
+    L = np.array([p["val_loss"] for r in runs for p in r["curve"]], dtype=float)
+    return C, L
+
+
+def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot: int, seed: int) -> dict:
+    """Every fit of one dataset (see the module docstring)."""
+    budget = main_budget(runs)
+    main = [r for r in runs if r["tokens_seen"] == budget]
+    archs = [a for a in ARCH_ORDER if any(r["arch"] == a for r in runs)]
+    out: dict = {"main_budget": budget, "n_runs": len(runs), "entropy_rate": entropy_rate, "fits": {},
+                 "compute": {}, "joint": {}}
+    for arch in archs:
+        mine = [r for r in main if r["arch"] == arch]
+        out["fits"][arch] = fit_architecture(mine, n_boot=n_boot, seed=seed)
+
+        C, L = compute_points([r for r in runs if r["arch"] == arch])
+        C_f, L_f = scaling.compute_frontier(C, L)
+        entry: dict = {"frontier_flops": C_f.tolist(), "frontier_loss": L_f.tolist()}
+        try:
+            cfit = scaling.fit_compute_law(C, L, n_boot=n_boot, seed=seed)
+            entry.update(cfit.to_dict())
+            entry["_fit"] = cfit
+        except ValueError as err:
+            entry["error"] = str(err)
+        out["compute"][arch] = entry
+
+        grid_runs = [r for r in runs if r["arch"] == arch and r["seed"] == min(x["seed"] for x in runs)]
+        N, D, Lj = _arrays(grid_runs, "params_non_embedding", "tokens_seen", "test_loss")
+        try:
+            jfit = scaling.fit_joint_law(N, D, Lj, n_boot=max(100, n_boot // 5), seed=seed)
+            joint = jfit.to_dict()
+            joint["optimal_exponents"] = {k: list(v) if isinstance(v, tuple) else v
+                                          for k, v in jfit.optimal_exponents().items()}
+            joint["points"] = {"N": N.tolist(), "D": D.tolist(), "L": Lj.tolist()}
+            joint["_fit"] = jfit
+        except ValueError as err:
+            joint = {"error": str(err)}
+        out["joint"][arch] = joint
+
+    fitted = [out["fits"][a].get("_fit") for a in archs]
+    if len(archs) == 2 and all(fitted):
+        Ns = [r["params_non_embedding"] for r in main]
+        cross = scaling.crossover(fitted[0], fitted[1], (min(Ns), max(Ns)))
+        out["crossover_N"] = cross
+        n_ref = max(Ns)
+        out["loss_ratio_at_largest"] = float(fitted[0].predict(n_ref) / fitted[1].predict(n_ref))
+    if entropy_rate is not None:
+        losses = [r["test_loss"] for r in runs]
+        flagged = scaling.flag_below_floor(losses, entropy_rate)
+        out["below_floor"] = [runs[i]["run"] for i in flagged]
+        out["min_test_loss"] = float(min(losses))
+    return out
+
+
+def analyze(workdir: str | Path, *, datasets: Sequence[str] | None = None, n_boot: int = 1000,
+            seed: int = 0) -> dict:
+    """Fit everything for every dataset of the last sweep and write ``results/experiment_results.json``.
+
+    The returned dict also holds the fit objects under ``_fit`` keys (for plotting); the JSON file
+    holds everything else.
+    """
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    wd = Workdir(workdir)
+    sweeps = load_sweep(workdir, datasets)
+    results: dict = {"runs": [], "datasets": {}, "parameters": {"n_boot": n_boot, "seed": seed},
+                     "units": "nats per character; N = non-embedding parameters; C = training FLOPs",
+                     "versions": {"musicscale": __version__, "python": platform.python_version()},
+                     "git_commit": git_commit()}
+    for dataset, runs in sweeps.items():
+        meta = read_json(wd.require(wd.tokens_meta(dataset)))
+        h_star = (meta.get("entropy_rate") or {}).get("test")
+        results["runs"].extend(runs)
+        results["datasets"][dataset] = analyze_dataset(runs, entropy_rate=h_star, n_boot=n_boot, seed=seed)
+        results["datasets"][dataset]["vocab_size"] = meta["vocab_size"]
+    write_json(wd.experiment_results, strip_private(results))
+    return results
+
+
+def strip_private(obj):
+    """``obj`` without the ``_fit`` entries (fit objects are for plotting, not for the JSON file)."""
+    if isinstance(obj, dict):
+        return {k: strip_private(v) for k, v in obj.items() if not k.startswith("_")}
+    if isinstance(obj, list):
+        return [strip_private(v) for v in obj]
+    return obj
+
+
+def _ci(entry: dict, key: str, spec: str = ".3f") -> str:
+    value, ci = entry.get(key), entry.get(f"{key}_ci") or [None, None]
+    if value is None:
+        return "—"
+    if ci[0] is None:
+        return format(value, spec)
+    return f"{value:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]"
+
+
+def fits_table(results: dict):
+    """L(N) per dataset and architecture: parameters with 95% intervals, R², held-out error, H*."""
+    from .report import markdown_table
+
+    rows = []
+    for d, ds in results["datasets"].items():
+        for arch, f in ds["fits"].items():
+            rows.append({"dataset": d, "arch": arch, "runs": f["n_runs"], "alpha": _ci(f, "alpha"),
+                         "a": _ci(f, "a", ".3g"), "c": _ci(f, "c"), "r2": f.get("r2"),
+                         "extrap": f.get("extrapolation_rel_error"), "h": ds.get("entropy_rate")})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("runs", "runs", None),
+        ("alpha", "α [95% CI]", None), ("a", "a [95% CI]", None), ("c", "c [95% CI] (nats)", None),
+        ("r2", "R²", ".4f"), ("extrap", "held-out error", ".2%"), ("h", "H* (nats)", ".4f")])
+
+
+def compute_table(results: dict):
+    """L(C) on the compute frontier and the joint L(N, D) per dataset and architecture."""
+    from .report import markdown_table
+
+    rows = []
+    for d, ds in results["datasets"].items():
+        for arch in ds["fits"]:
+            c, j = ds["compute"].get(arch, {}), ds["joint"].get(arch, {})
+            opt = j.get("optimal_exponents") or {}
+            rows.append({"dataset": d, "arch": arch, "alpha_c": _ci(c, "alpha"), "c_c": _ci(c, "c"),
+                         "E": _ci(j, "E"), "alpha": _ci(j, "alpha"), "beta": _ci(j, "beta"),
+                         "n_opt": _ci(opt, "a", ".2f") if opt else j.get("error", "—"), "r2": j.get("r2")})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("alpha_c", "L(C): α_C [95% CI]", None),
+        ("c_c", "L(C): c", None), ("E", "L(N,D): E", None), ("alpha", "L(N,D): α", None),
+        ("beta", "L(N,D): β", None), ("n_opt", "N_opt ∝ C^a: a", None), ("r2", "L(N,D): R²", ".4f")])
+
+
+def findings(results: dict) -> dict[str, object]:
+    """The numbers the report's prose cites, by glue name (``<dataset>_<arch>_<quantity>``)."""
+    values: dict[str, object] = {"n_runs": len(results["runs"]), "n_boot": results["parameters"]["n_boot"]}
+    for d, ds in results["datasets"].items():
+        values[f"{d}_main_budget"] = ds["main_budget"]
+        for arch, f in ds["fits"].items():
+            for key in ("alpha", "a", "c", "r2"):
+                values[f"{d}_{arch}_{key}"] = f.get(key)
+            for key in ("alpha", "c"):
+                lo, hi = f.get(f"{key}_ci") or [None, None]
+                values[f"{d}_{arch}_{key}_lo"], values[f"{d}_{arch}_{key}_hi"] = lo, hi
+            err = f.get("extrapolation_rel_error")
+            values[f"{d}_{arch}_extrapolation_pct"] = None if err is None else 100 * err
+            runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch]
+            best = min(runs, key=lambda r: r["test_loss"])
+            values[f"{d}_{arch}_best_test"], values[f"{d}_{arch}_best_bpc"] = best["test_loss"], best["test_bpc"]
+            values[f"{d}_{arch}_compute_alpha"] = ds["compute"].get(arch, {}).get("alpha")
+            for key in ("alpha", "beta", "E"):
+                values[f"{d}_{arch}_joint_{key}"] = ds["joint"].get(arch, {}).get(key)
+        values[f"{d}_loss_ratio"] = ds.get("loss_ratio_at_largest")
+        cross = ds.get("crossover_N")
+        values[f"{d}_crossover"] = (f"cross at N ≈ {cross:,.0f}" if cross else
+                                    "do not cross within the measured range of N")
+        if ds.get("entropy_rate") is not None:
+            values[f"{d}_entropy_rate"] = ds["entropy_rate"]
+            values[f"{d}_min_test"] = ds["min_test_loss"]
+            values[f"{d}_n_below_floor"] = len(ds["below_floor"])
+    return values
+
+
+def glue_findings(results: dict) -> None:
+    """Glue every finding (myst-nb) so that the book's prose cites computed values, never typed ones.
+
+    Numbers are glued as plain floats or ints (a missing one as NaN), text as text."""
+    from myst_nb import glue
+
+    for name, value in findings(results).items():
+        if value is None:
+            value = float("nan")
+        elif not isinstance(value, (str, int)):
+            value = float(value)
+        glue(name, value, display=False)
+
+
+def floor_check(results: dict):
+    """Per dataset with an exact entropy rate: H*, the best test loss, and any run below H* (loudly)."""
+    from IPython.display import Markdown
+
+    lines = []
+    for d, ds in results["datasets"].items():
+        if ds.get("entropy_rate") is None:
+            continue
+        h, best = ds["entropy_rate"], ds["min_test_loss"]
+        lines.append(f"- **{d}**: H* = {h:.4f} nats/char; best test loss {best:.4f} ({best - h:+.4f} above H*).")
+        if ds["below_floor"]:
+            lines.append(f"  **WARNING: {len(ds['below_floor'])} run(s) below the exact entropy rate, which is "
+                         f"impossible without leakage or a bug: {', '.join(ds['below_floor'])}.**")
+        else:
+            lines.append("  No run is below H*.")
+    return Markdown("\n".join(lines) or "No dataset with an exact entropy rate was analysed.")

@@ -1,0 +1,188 @@
+"""The report's figures, one function each; every function returns a matplotlib Figure.
+
+``save`` writes a figure atomically as PNG. Losses are in nats per character; N is the non-embedding
+parameter count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from .analysis import compute_points
+from .workdir import atomic_write
+
+COLORS = {"transformer": "tab:blue", "lstm": "tab:orange"}
+
+
+def save(fig: Figure, path: str | Path) -> None:
+    """Write ``fig`` as a PNG (atomically); the notebook's inline backend still shows it below the cell."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"), suffix=".png")
+
+
+def _main_runs(results: dict, dataset: str, arch: str) -> list[dict]:
+    budget = results["datasets"][dataset]["main_budget"]
+    return [r for r in results["runs"]
+            if r["dataset"] == dataset and r["arch"] == arch and r["tokens_seen"] == budget]
+
+
+def _draw_fit(ax, fit, N: np.ndarray, color: str, label: str) -> None:
+    grid = np.geomspace(N.min() / 1.5, N.max() * 1.5, 200)
+    ax.plot(grid, fit.predict(grid), color=color,
+            label=f"{label}: α={fit.alpha:.3f} [{fit.alpha_ci[0]:.3f}, {fit.alpha_ci[1]:.3f}], c={fit.c:.3f}")
+    lo, hi = fit.band(grid)
+    if np.isfinite(lo).all():
+        ax.fill_between(grid, lo, hi, color=color, alpha=0.2, linewidth=0)
+
+
+def _floor(ax, results: dict, dataset: str) -> None:
+    h = results["datasets"][dataset].get("entropy_rate")
+    if h is not None:
+        ax.axhline(h, color="black", linestyle=":", label=f"exact entropy rate H* = {h:.3f}")
+
+
+def scaling_laws(results: dict, datasets: Sequence[str] | None = None) -> Figure:
+    """Test loss against N, one panel per (dataset, architecture): runs, fit, 95% band, c and H*."""
+    datasets = list(datasets or results["datasets"])
+    archs = [a for a in ("transformer", "lstm") if any(a in results["datasets"][d]["fits"] for d in datasets)]
+    fig, axes = plt.subplots(len(datasets), len(archs), figsize=(6 * len(archs), 4 * len(datasets)),
+                             squeeze=False)
+    for i, d in enumerate(datasets):
+        for j, arch in enumerate(archs):
+            ax, runs = axes[i][j], _main_runs(results, d, arch)
+            N = np.array([r["params_non_embedding"] for r in runs], dtype=float)
+            L = np.array([r["test_loss"] for r in runs])
+            ax.scatter(N, L, color=COLORS[arch], zorder=3, label="runs (each seed)")
+            fit = results["datasets"][d]["fits"].get(arch, {}).get("_fit")
+            if fit is not None:
+                _draw_fit(ax, fit, N, COLORS[arch], "fit")
+                ax.axhline(fit.c, color=COLORS[arch], linestyle="--", linewidth=1, label=f"fitted c = {fit.c:.3f}")
+            _floor(ax, results, d)
+            ax.set(xscale="log", xlabel="N (non-embedding parameters)", ylabel="test loss (nats/char)",
+                   title=f"{d}: {arch}")
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def architecture_comparison(results: dict, datasets: Sequence[str] | None = None) -> Figure:
+    """Both architectures' fits with 95% bands on one axis per dataset."""
+    datasets = list(datasets or results["datasets"])
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
+    for ax, d in zip(axes[0], datasets):
+        for arch, entry in results["datasets"][d]["fits"].items():
+            runs = _main_runs(results, d, arch)
+            N = np.array([r["params_non_embedding"] for r in runs], dtype=float)
+            ax.scatter(N, [r["test_loss"] for r in runs], color=COLORS[arch], s=18, zorder=3)
+            if entry.get("_fit") is not None:
+                _draw_fit(ax, entry["_fit"], N, COLORS[arch], arch)
+        cross = results["datasets"][d].get("crossover_N")
+        if cross:
+            ax.axvline(cross, color="gray", linestyle="--", label=f"curves cross at N ≈ {cross:,.0f}")
+        _floor(ax, results, d)
+        ax.set(xscale="log", xlabel="N (non-embedding parameters)", ylabel="test loss (nats/char)", title=d)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(results: dict, datasets: Sequence[str] | None = None) -> Figure:
+    """Validation loss against tokens seen for the main-budget runs (seed 0), one panel per (dataset, arch)."""
+    datasets = list(datasets or results["datasets"])
+    archs = ("transformer", "lstm")
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(12, 4 * len(datasets)), squeeze=False)
+    for i, d in enumerate(datasets):
+        for j, arch in enumerate(archs):
+            ax = axes[i][j]
+            runs = [r for r in _main_runs(results, d, arch) if r["seed"] == min(x["seed"] for x in results["runs"])]
+            runs.sort(key=lambda r: r["params_non_embedding"])
+            cmap = plt.get_cmap("viridis", max(2, len(runs)))
+            for k, r in enumerate(runs):
+                tokens = [p["tokens"] for p in r["curve"]]
+                ax.plot(tokens, [p["val_loss"] for p in r["curve"]], marker="o", markersize=3, color=cmap(k),
+                        label=f"{r['size']} (N={r['params_non_embedding']:,})")
+            _floor(ax, results, d)
+            ax.set(xlabel="training tokens", ylabel="validation loss (nats/char)", title=f"{d}: {arch}")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def compute_frontier(results: dict, datasets: Sequence[str] | None = None) -> Figure:
+    """Validation loss against training FLOPs at every evaluation, the frontier and the L(C) fit."""
+    datasets = list(datasets or results["datasets"])
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
+    for ax, d in zip(axes[0], datasets):
+        for arch, entry in results["datasets"][d]["compute"].items():
+            runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch]
+            ax.scatter(*compute_points(runs), s=6, alpha=0.35, color=COLORS[arch])
+            ax.plot(entry["frontier_flops"], entry["frontier_loss"], color=COLORS[arch], marker="o", markersize=3,
+                    linewidth=1, label=f"{arch} frontier")
+            fit = entry.get("_fit")
+            if fit is not None:
+                C = np.geomspace(min(entry["frontier_flops"]), max(entry["frontier_flops"]), 200)
+                ax.plot(C, fit.predict(C), color=COLORS[arch], linestyle="--",
+                        label=f"{arch} L(C): α_C={fit.alpha:.3f} [{fit.alpha_ci[0]:.3f}, {fit.alpha_ci[1]:.3f}]")
+        _floor(ax, results, d)
+        ax.set(xscale="log", xlabel="training compute C (FLOPs)", ylabel="validation loss (nats/char)", title=d)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def joint_law(results: dict, datasets: Sequence[str] | None = None) -> Figure:
+    """Test loss against training tokens D for each N, with the fitted L(N, D) curves."""
+    datasets = list(datasets or results["datasets"])
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(12, 4 * len(datasets)), squeeze=False)
+    for i, d in enumerate(datasets):
+        for j, arch in enumerate(("transformer", "lstm")):
+            ax, joint = axes[i][j], results["datasets"][d]["joint"].get(arch, {})
+            fit = joint.get("_fit")
+            if fit is None:
+                ax.set_title(f"{d}: {arch} (no joint fit: {joint.get('error', 'no runs')})", fontsize=8)
+                continue
+            pts = joint["points"]
+            N, D, L = (np.array(pts[k]) for k in ("N", "D", "L"))
+            Ns = np.unique(N)
+            cmap = plt.get_cmap("viridis", max(2, len(Ns)))
+            grid = np.geomspace(D.min() / 1.3, D.max() * 1.3, 100)
+            for k, n in enumerate(Ns):
+                sel = N == n
+                ax.scatter(D[sel], L[sel], color=cmap(k), s=18, zorder=3)
+                ax.plot(grid, fit.predict(n, grid), color=cmap(k), linewidth=1, label=f"N={n:,.0f}")
+            ax.axhline(fit.E, color="gray", linestyle="--", linewidth=1, label=f"E = {fit.E:.3f}")
+            _floor(ax, results, d)
+            ax.set(xscale="log", xlabel="training tokens D", ylabel="test loss (nats/char)",
+                   title=f"{d}: {arch}: α={fit.alpha:.2f}, β={fit.beta:.2f}")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def validity_vs_size(summaries: Sequence[dict]) -> Figure:
+    """Musical validity of samples against N: share parsing, share of correct bars, share novel."""
+    metrics = [("share_parses", "share that music21 parses"),
+               ("pooled_bar_accuracy", "share of bars with the meter's length"),
+               ("share_headers_ok", "share with valid X/M/L/K headers"),
+               ("share_novel", "share not copied from training")]
+    datasets = sorted({s["dataset"] for s in summaries})
+    fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(4 * len(metrics), 3.4 * len(datasets)),
+                             squeeze=False)
+    for i, d in enumerate(datasets):
+        for j, (key, label) in enumerate(metrics):
+            ax = axes[i][j]
+            for arch in ("transformer", "lstm"):
+                rows = sorted((s for s in summaries if s["dataset"] == d and s["arch"] == arch),
+                              key=lambda s: s["params_non_embedding"])
+                xs = [s["params_non_embedding"] for s in rows if s.get(key) is not None]
+                ys = [s[key] for s in rows if s.get(key) is not None]
+                ax.plot(xs, ys, marker="o", color=COLORS[arch], label=arch)
+            ax.set(xscale="log", ylim=(-0.03, 1.03), xlabel="N (non-embedding parameters)", ylabel=label,
+                   title=d)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

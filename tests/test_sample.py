@@ -1,0 +1,102 @@
+import pytest
+import torch
+from torch import nn
+
+from musicscale.sample import sample_tunes
+
+VOCAB = ["¤", "X", ":", "1", "\n", "a", "b", "c"]  # "¤" is the end-of-tune separator
+
+
+class CharTok:
+    eot_id = 0
+
+    def encode(self, text):
+        return [VOCAB.index(ch) for ch in text]
+
+    def decode(self, ids):
+        return "".join(VOCAB[i] for i in ids)
+
+
+class Bigram(nn.Module):
+    """Logits depend only on the last token; refuses inputs longer than its context."""
+
+    def __init__(self, table: torch.Tensor, context_length: int = 4):
+        super().__init__()
+        self.register_buffer("table", table)
+        self.context_length = context_length
+        self.seen_lengths = set()
+
+    def forward(self, idx):
+        assert idx.size(1) <= self.context_length, "sampler must crop to context_length"
+        self.seen_lengths.add(idx.size(1))
+        return self.table[idx]
+
+
+def chain_table() -> torch.Tensor:
+    """Favours "\n" -> a -> b -> c -> EOT, with every other token still possible."""
+    table = torch.zeros(len(VOCAB), len(VOCAB))
+    for src, dst in [("\n", "a"), ("a", "b"), ("b", "c"), ("c", "¤")]:
+        table[VOCAB.index(src), VOCAB.index(dst)] = 3.0
+    return table
+
+
+def no_eot_table() -> torch.Tensor:
+    table = torch.zeros(len(VOCAB), len(VOCAB))
+    table[:, 0] = -float("inf")
+    return table
+
+
+def test_greedy_with_top_k_1_follows_the_chain_and_stops_at_eot():
+    model = Bigram(chain_table())
+    tunes = sample_tunes(model, CharTok(), 3, top_k=1, temperature=5.0, max_new_tokens=50)
+    assert [t["text"] for t in tunes] == ["X:1\nabc"] * 3
+    assert all(t["finished"] and t["n_chars"] == len("X:1\nabc") for t in tunes)
+
+
+def test_deterministic_per_seed_and_different_across_seeds():
+    model, tok = Bigram(torch.zeros(len(VOCAB), len(VOCAB))), CharTok()
+    a = sample_tunes(model, tok, 6, seed=1, max_new_tokens=30)
+    b = sample_tunes(model, tok, 6, seed=1, max_new_tokens=30)
+    c = sample_tunes(model, tok, 6, seed=2, max_new_tokens=30)
+    assert a == b
+    assert [t["text"] for t in a] != [t["text"] for t in c]
+
+
+def test_stops_each_sequence_at_eot_and_strips_it():
+    model = Bigram(chain_table())
+    tunes = sample_tunes(model, CharTok(), 40, max_new_tokens=200, batch_size=16)
+    assert len(tunes) == 40
+    finished = [t for t in tunes if t["finished"]]
+    assert len(finished) >= 35  # EOT is likely after every "c"
+    assert all("¤" not in t["text"] and t["text"].startswith("X:1\n") for t in tunes)
+    assert all(t["n_chars"] == len(t["text"]) for t in tunes)
+
+
+def test_unfinished_when_eot_never_comes_and_context_is_cropped():
+    model = Bigram(no_eot_table(), context_length=4)
+    tunes = sample_tunes(model, CharTok(), 2, max_new_tokens=20)
+    assert all(not t["finished"] and t["n_chars"] == len("X:1\n") + 20 for t in tunes)
+    assert max(model.seen_lengths) == 4
+
+
+def test_restores_training_mode_and_handles_n_zero():
+    model = Bigram(chain_table())
+    model.train()
+    assert sample_tunes(model, CharTok(), 0) == []
+    sample_tunes(model, CharTok(), 1, max_new_tokens=5)
+    assert model.training
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"temperature": 0.0}, "temperature"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"top_k": 0}, "top_k"),
+        ({"n": -1}, "n must"),
+    ],
+)
+def test_rejects_bad_parameters(kwargs, name):
+    args = {"n": 1, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        sample_tunes(Bigram(chain_table()), CharTok(), **args)
