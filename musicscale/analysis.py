@@ -81,11 +81,12 @@ def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot:
         mine = [r for r in main if r["arch"] == arch]
         out["fits"][arch] = fit_architecture(mine, n_boot=n_boot, seed=seed)
 
-        C, L = compute_points([r for r in runs if r["arch"] == arch])
-        C_f, L_f = scaling.compute_frontier(C, L)
+        arch_runs = [r for r in runs if r["arch"] == arch]
+        C_f, L_f = scaling.compute_frontier(*compute_points(arch_runs))
         entry: dict = {"frontier_flops": C_f.tolist(), "frontier_loss": L_f.tolist()}
         try:
-            cfit = scaling.fit_compute_law(C, L, n_boot=n_boot, seed=seed)
+            curves = [compute_points([r]) for r in arch_runs]
+            cfit = scaling.fit_compute_law_over_runs(curves, n_boot=max(20, n_boot // 10), seed=seed)
             entry.update(cfit.to_dict())
             entry["_fit"] = cfit
         except ValueError as err:
@@ -95,7 +96,7 @@ def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot:
         grid_runs = [r for r in runs if r["arch"] == arch and r["seed"] == min(x["seed"] for x in runs)]
         N, D, Lj = _arrays(grid_runs, "params_non_embedding", "tokens_seen", "test_loss")
         try:
-            jfit = scaling.fit_joint_law(N, D, Lj, n_boot=max(100, n_boot // 5), seed=seed)
+            jfit = scaling.fit_joint_law(N, D, Lj, n_boot=max(50, n_boot // 10), seed=seed)
             joint = jfit.to_dict()
             joint["optimal_exponents"] = {k: list(v) if isinstance(v, tuple) else v
                                           for k, v in jfit.optimal_exponents().items()}
@@ -154,7 +155,7 @@ def strip_private(obj):
     return obj
 
 
-def _ci(entry: dict, key: str, spec: str = ".3f") -> str:
+def format_ci(entry: dict, key: str, spec: str = ".3f") -> str:
     value, ci = entry.get(key), entry.get(f"{key}_ci") or [None, None]
     if value is None:
         return "—"
@@ -170,8 +171,8 @@ def fits_table(results: dict):
     rows = []
     for d, ds in results["datasets"].items():
         for arch, f in ds["fits"].items():
-            rows.append({"dataset": d, "arch": arch, "runs": f["n_runs"], "alpha": _ci(f, "alpha"),
-                         "a": _ci(f, "a", ".3g"), "c": _ci(f, "c"), "r2": f.get("r2"),
+            rows.append({"dataset": d, "arch": arch, "runs": f["n_runs"], "alpha": format_ci(f, "alpha"),
+                         "a": format_ci(f, "a", ".3g"), "c": format_ci(f, "c"), "r2": f.get("r2"),
                          "extrap": f.get("extrapolation_rel_error"), "h": ds.get("entropy_rate")})
     return markdown_table(rows, [
         ("dataset", "dataset", None), ("arch", "arch", None), ("runs", "runs", None),
@@ -188,9 +189,9 @@ def compute_table(results: dict):
         for arch in ds["fits"]:
             c, j = ds["compute"].get(arch, {}), ds["joint"].get(arch, {})
             opt = j.get("optimal_exponents") or {}
-            rows.append({"dataset": d, "arch": arch, "alpha_c": _ci(c, "alpha"), "c_c": _ci(c, "c"),
-                         "E": _ci(j, "E"), "alpha": _ci(j, "alpha"), "beta": _ci(j, "beta"),
-                         "n_opt": _ci(opt, "a", ".2f") if opt else j.get("error", "—"), "r2": j.get("r2")})
+            rows.append({"dataset": d, "arch": arch, "alpha_c": format_ci(c, "alpha"), "c_c": format_ci(c, "c"),
+                         "E": format_ci(j, "E"), "alpha": format_ci(j, "alpha"), "beta": format_ci(j, "beta"),
+                         "n_opt": format_ci(opt, "a", ".2f") if opt else j.get("error", "—"), "r2": j.get("r2")})
     return markdown_table(rows, [
         ("dataset", "dataset", None), ("arch", "arch", None), ("alpha_c", "L(C): α_C [95% CI]", None),
         ("c_c", "L(C): c", None), ("E", "L(N,D): E", None), ("alpha", "L(N,D): α", None),

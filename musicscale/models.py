@@ -82,13 +82,18 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        """``cache`` (sampling only) holds this layer's keys and values of the tokens seen so far."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-        )
+        if cache is not None and "k" in cache:  # sampling: one new token attends to everything cached
+            if T != 1:
+                raise ValueError("a cached forward pass continues one token at a time")
+            k, v = torch.cat((cache["k"], k), dim=2), torch.cat((cache["v"], v), dim=2)
+        if cache is not None:
+            cache["k"], cache["v"] = k, v
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
@@ -107,8 +112,8 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache)
         return x + self.mlp(self.ln2(x))
 
 
@@ -137,14 +142,19 @@ class Transformer(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        """Logits for every position. With ``cache`` (a dict, empty at first; sampling only) ``idx``
+        continues the tokens already cached, whose keys and values are reused instead of recomputed."""
+        start = cache.get("length", 0) if cache is not None else 0
         T = idx.shape[1]
-        if T > self.context_length:
-            raise ValueError(f"sequence length {T} exceeds context_length {self.context_length}")
-        pos = torch.arange(T, device=idx.device)
+        if start + T > self.context_length:
+            raise ValueError(f"sequence length {start + T} exceeds context_length {self.context_length}")
+        pos = torch.arange(start, start + T, device=idx.device)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))
-        for block in self.blocks:
-            x = block(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache.setdefault(i, {}) if cache is not None else None)
+        if cache is not None:
+            cache["length"] = start + T
         return self.head(self.ln_f(x))
 
     def embedding_parameters(self) -> int:
@@ -171,8 +181,13 @@ class LSTM(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.d_hidden, vocab_size)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(self.drop(self.emb(idx)))
+    def forward(self, idx: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        """Logits for every position. With ``cache`` (a dict, empty at first; sampling only) the
+        recurrent state is carried over from the tokens already seen."""
+        state = cache.get("state") if cache is not None else None
+        out, state = self.lstm(self.drop(self.emb(idx)), state)
+        if cache is not None:
+            cache["state"], cache["length"] = state, cache.get("length", 0) + idx.shape[1]
         return self.head(self.drop(out))
 
     def embedding_parameters(self) -> int:

@@ -80,8 +80,22 @@ def execute_stage(stage: str, parameters: dict, out_dir: Path = BOOK_STAGES) -> 
         except Exception:
             shutil.copyfile(tmp, failed)
             raise
+        hide_parameter_cells(tmp)
     failed.unlink(missing_ok=True)
     return dst
+
+
+def hide_parameter_cells(path: Path) -> None:
+    """Tag the default and injected parameter cells ``remove-cell``: the book shows each stage's
+    parameters as the table its notebook prints instead."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, path)
 
 
 def build_book(root: Path = ROOT, strict: bool = True) -> Path:

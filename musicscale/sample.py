@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models import Transformer
+
 
 class Tokenizer(Protocol):
     """What the sampler needs of a tokenizer."""
@@ -51,14 +53,20 @@ def generate(
 ) -> torch.Tensor:
     """Extend each row of ``idx`` [B, T] by up to ``max_new_tokens``; stop early once all rows hit EOT.
 
+    The model's cache (transformer keys and values, LSTM state) makes each step cost one token. When
+    a transformer's cache reaches ``context_length``, the last half of the context is encoded afresh
+    and sampling goes on from there, so the model always sees between half and all of its context.
     Returns only the new tokens [B, <= max_new_tokens]; rows that finished early go on after their
     EOT (the caller cuts them there).
     """
+    window = model.context_length
+    keep = max(1, window // 2)
     done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
+    cache: dict = {}
+    logits = model(idx[:, -window:], cache=cache)[:, -1, :]
     new = idx[:, :0]
     for _ in range(max_new_tokens):
-        idx_cond = idx[:, -model.context_length :]  # crop to what the model can see
-        logits = model(idx_cond)[:, -1, :].float() / temperature
+        logits = logits.float() / temperature
         if top_k is not None:
             v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
             logits[logits < v[:, [-1]]] = -float("inf")
@@ -69,6 +77,11 @@ def generate(
         done |= idx_next.squeeze(1) == eot_id
         if done.all():
             break
+        if isinstance(model, Transformer) and cache["length"] >= window:
+            cache = {}
+            logits = model(idx[:, -keep:], cache=cache)[:, -1, :]
+        else:
+            logits = model(idx_next, cache=cache)[:, -1, :]
     return new
 
 

@@ -26,7 +26,7 @@ class Bigram(nn.Module):
         self.context_length = context_length
         self.seen_lengths = set()
 
-    def forward(self, idx):
+    def forward(self, idx, cache=None):
         assert idx.size(1) <= self.context_length, "sampler must crop to context_length"
         self.seen_lengths.add(idx.size(1))
         return self.table[idx]
@@ -77,6 +77,25 @@ def test_unfinished_when_eot_never_comes_and_context_is_cropped():
     tunes = sample_tunes(model, CharTok(), 2, max_new_tokens=20)
     assert all(not t["finished"] and t["n_chars"] == len("X:1\n") + 20 for t in tunes)
     assert max(model.seen_lengths) == 4
+
+
+def test_cached_sampling_equals_uncached_sampling_of_real_models():
+    """The cache (transformer keys/values, LSTM state) must not change what is sampled while the
+    sequence fits the context: compare with sampling that re-runs the whole sequence every step."""
+    from musicscale.models import build_model
+    from musicscale.sample import generate
+
+    torch.manual_seed(0)
+    for arch in ("transformer", "lstm"):
+        model = build_model(arch, "tiny", len(VOCAB), 64).eval()
+        start = torch.zeros(3, 2, dtype=torch.long)
+        cached = generate(model, start, 40, eot_id=-1, generator=torch.Generator().manual_seed(1))
+        idx, gen = start, torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for _ in range(40):
+                probs = torch.softmax(model(idx)[:, -1, :].float(), dim=-1)
+                idx = torch.cat((idx, torch.multinomial(probs, 1, generator=gen)), dim=1)
+        assert torch.equal(cached, idx[:, 2:]), arch
 
 
 def test_restores_training_mode_and_handles_n_zero():

@@ -1,0 +1,218 @@
+"""The generate stage: sample from every trained size, measure musical validity, render a gallery.
+
+For each dataset, the models are the main-budget runs of the first seed (one per architecture and size).
+Writes ``generated/<dataset>/<run>/samples.jsonl`` (every sample with its metrics) and ``summary.json``;
+the gallery's best sample per model is saved as ``best.svg`` and ``best.wav`` beside them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from . import corpus, music
+from .analysis import load_sweep, main_budget
+from .datasets import load_tokenizer
+from .models import build_model
+from .sample import sample_tunes
+from .train import resolve_device
+from .workdir import SPLITS, Workdir, read_json, write_bytes, write_json, write_text
+
+REFERENCE = "reference"  # the summary row of real held-out tunes
+
+
+def models_to_sample(runs: Sequence[dict]) -> list[dict]:
+    """One run per (architecture, size): the main budget, the first seed, ordered by N."""
+    budget, first_seed = main_budget(runs), min(r["seed"] for r in runs)
+    chosen = [r for r in runs if r["tokens_seen"] == budget and r["seed"] == first_seed]
+    return sorted(chosen, key=lambda r: (r["arch"], r["params_non_embedding"]))
+
+
+def load_model(workdir: str | Path, dataset: str, run: str, device: str = "cpu") -> torch.nn.Module:
+    """The best-validation weights of a run."""
+    wd = Workdir(workdir)
+    state = torch.load(wd.require(wd.run_dir(dataset, run) / "best.pt"), map_location=device, weights_only=False)
+    model = build_model(state["arch"], state["size"], state["vocab_size"], state["context_length"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+def check_sampling(n_samples: int, temperature: float, top_k: int | None, max_new_tokens: int) -> None:
+    """Raise ValueError naming the notebook parameter that is out of range."""
+    if not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+
+
+def generate_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None, n_samples: int = 50,
+                   temperature: float = 1.0, top_k: int | None = None, max_new_tokens: int = 500,
+                   prompt: str = "X:1\n", seed: int = 0, device: str = "auto", log=print) -> list[dict]:
+    """Sample and score every model of every dataset; returns one summary per model plus a reference
+    row per dataset (real test tunes, scored the same way: the ceiling a model can reach)."""
+    check_sampling(n_samples, temperature, top_k, max_new_tokens)
+    wd = Workdir(workdir)
+    dev = str(resolve_device(device))
+    settings = {"n_samples": n_samples, "temperature": temperature, "top_k": top_k,
+                "max_new_tokens": max_new_tokens, "prompt": prompt, "seed": seed}
+    summaries = []
+    for dataset, runs in load_sweep(workdir, datasets).items():
+        train = corpus.read_split(wd.require(wd.split_text(dataset, "train")))
+        index = music.NoveltyIndex(train)
+        test = corpus.read_split(wd.split_text(dataset, "test"))[:n_samples]
+        ref = music.summarize([music.validity_metrics(t, index) for t in test])
+        summaries.append({"dataset": dataset, "arch": REFERENCE, "size": "test tunes", "run": REFERENCE,
+                          "params_non_embedding": None, **ref})
+        tok = load_tokenizer(workdir, dataset)
+        for run in models_to_sample(runs):
+            out = wd.generated_dir(dataset, run["run"])
+            summary_path = out / "summary.json"
+            if summary_path.exists() and read_json(summary_path).get("settings") == settings:
+                summary = read_json(summary_path)
+            else:
+                model = load_model(workdir, dataset, run["run"], dev)
+                samples = sample_tunes(model, tok, n_samples, temperature=temperature, top_k=top_k, prompt=prompt,
+                                       max_new_tokens=max_new_tokens, seed=seed, device=dev)
+                for s in samples:
+                    s["metrics"] = music.validity_metrics(s["text"], index, finished=s["finished"])
+                write_text(out / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
+                summary = {"dataset": dataset, "arch": run["arch"], "size": run["size"], "run": run["run"],
+                           "params_non_embedding": run["params_non_embedding"], "test_loss": run["test_loss"],
+                           "settings": settings, **music.summarize([s["metrics"] for s in samples])}
+                write_json(summary_path, summary)
+            if log:
+                log(f"{dataset}/{run['run']}: {summary['n']} samples, parses {summary['share_parses']:.0%}")
+            summaries.append(summary)
+    return summaries
+
+
+def read_samples(workdir: str | Path, dataset: str, run: str) -> list[dict]:
+    """The samples (with metrics) saved for one model."""
+    wd = Workdir(workdir)
+    path = wd.require(wd.generated_dir(dataset, run) / "samples.jsonl")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def best_sample(samples: Sequence[dict]) -> dict:
+    """The most musical sample: parses, valid headers, then the most correct bars, novel, longest."""
+    def score(s: dict) -> tuple:
+        m = s["metrics"]
+        return (m["parses"], m["headers_ok"], m["degenerate"] is None, m["bar_accuracy"] or 0.0,
+                bool(m["novel"]), m["bars_checked"], -len(s["text"]))
+    return max(samples, key=score)
+
+
+def validity_table(summaries: Sequence[dict]):
+    """One row per model (and the reference row of real tunes) with the validity shares."""
+    from .report import markdown_table
+
+    return markdown_table(summaries, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None),
+        ("params_non_embedding", "N", ","), ("n", "samples", None), ("share_parses", "parses", ".0%"),
+        ("share_headers_ok", "headers ok", ".0%"), ("pooled_bar_accuracy", "bars correct", ".1%"),
+        ("share_novel", "novel", ".0%"), ("share_degenerate", "degenerate", ".0%"),
+        ("degenerate", "degenerate by kind", lambda d: ", ".join(f"{k} {v}" for k, v in d.items() if v) or "—")])
+
+
+def gallery(workdir: str | Path, summaries: Sequence[dict], dataset: str, *, sample_rate: int = 11025,
+            max_seconds: float = 12.0, timeout: float = 30.0):
+    """HTML gallery of one dataset: a real training tune, then each model's best sample, by size:
+    sheet music (SVG), an audio player and the raw ABC. Also saves ``best.svg``/``best.wav``."""
+    from IPython.display import HTML
+
+    wd = Workdir(workdir)
+    reference = corpus.read_split(wd.require(wd.split_text(dataset, SPLITS[0])))[0]
+    items = [_item("A real training tune, for reference", reference, None, None, sample_rate, max_seconds, timeout)]
+    for s in summaries:
+        if s["dataset"] != dataset or s["arch"] == REFERENCE:
+            continue
+        best = best_sample(read_samples(workdir, dataset, s["run"]))
+        title = f"{s['arch']} {s['size']} (N = {s['params_non_embedding']:,}, test loss {s['test_loss']:.3f})"
+        items.append(_item(title, best["text"], best["metrics"], wd.generated_dir(dataset, s["run"]), sample_rate,
+                           max_seconds, timeout))
+    return HTML(music.gallery_html(items))
+
+
+def _item(title: str, text: str, metrics: dict | None, out: Path | None, sample_rate: int, max_seconds: float,
+          timeout: float) -> dict:
+    svg = music.render_svg(text, timeout=timeout)
+    parsed = music.parse_abc(text)
+    wav = music.synthesize_wav(parsed.score, sample_rate=sample_rate, max_seconds=max_seconds) if parsed.score else None
+    if out is not None:
+        if svg:
+            write_text(out / "best.svg", svg)
+        if wav:
+            write_bytes(out / "best.wav", wav)
+    return {"title": title, "svg": svg, "wav_bytes": wav, "abc": text, "metrics": metrics}
+
+
+def galleries(workdir: str | Path, summaries: Sequence[dict], **kwargs):
+    """The gallery of every dataset, one section each."""
+    from IPython.display import HTML
+
+    datasets = list(dict.fromkeys(s["dataset"] for s in summaries))
+    return HTML("\n".join(f"<h3>{d}</h3>\n" + gallery(workdir, summaries, d, **kwargs).data for d in datasets))
+
+
+def figure_path(workdir: str | Path) -> Path:
+    """Where the validity-against-size figure is saved."""
+    return Workdir(workdir).results_dir / "validity_vs_size.png"
+
+
+def validity_fits(summaries: Sequence[dict], seed: int = 0, n_boot: int = 200) -> list[dict]:
+    """Fit ``1 - bars correct = a N^-alpha + c`` per dataset and architecture where >= 3 sizes have errors."""
+    from .scaling import fit_power_law
+
+    rows = []
+    for d in dict.fromkeys(s["dataset"] for s in summaries):
+        for arch in dict.fromkeys(s["arch"] for s in summaries if s["dataset"] == d and s["arch"] != REFERENCE):
+            pts = [(s["params_non_embedding"], 1.0 - s["pooled_bar_accuracy"]) for s in summaries
+                   if s["dataset"] == d and s["arch"] == arch and s.get("pooled_bar_accuracy") is not None]
+            pts = [(n, e) for n, e in pts if e > 0]
+            row = {"dataset": d, "arch": arch, "sizes": len(pts)}
+            if len({n for n, _ in pts}) >= 3:
+                fit = fit_power_law([n for n, _ in pts], [e for _, e in pts], n_boot=n_boot, seed=seed)
+                row.update(fit.to_dict())
+            rows.append(row)
+    return rows
+
+
+def validity_fits_table(summaries: Sequence[dict], seed: int = 0):
+    """:func:`validity_fits` as a Markdown table."""
+    from .analysis import format_ci
+    from .report import markdown_table
+
+    rows = [{**r, "alpha_s": format_ci(r, "alpha"), "c_s": format_ci(r, "c")} for r in validity_fits(summaries, seed)]
+    return markdown_table(rows, [("dataset", "dataset", None), ("arch", "arch", None),
+                                 ("sizes", "sizes with wrong bars", None), ("alpha_s", "α [95% CI]", None),
+                                 ("c_s", "c [95% CI]", None), ("r2", "R²", ".3f")])
+
+
+def glue_validity(summaries: Sequence[dict]) -> None:
+    """Glue the validity figures the findings page cites: smallest and largest model per architecture,
+    and the reference row of real tunes (``<dataset>_<arch>_{smallest,largest}_{parses,bars,novel}``)."""
+    from myst_nb import glue
+
+    keys = {"parses": "share_parses", "bars": "pooled_bar_accuracy", "novel": "share_novel"}
+    for s in summaries:
+        if s["arch"] == REFERENCE:
+            for short, key in keys.items():
+                glue(f"{s['dataset']}_reference_{short}", _num(s.get(key)), display=False)
+    for d in dict.fromkeys(s["dataset"] for s in summaries):
+        for arch in ("transformer", "lstm"):
+            rows = sorted((s for s in summaries if s["dataset"] == d and s["arch"] == arch),
+                          key=lambda s: s["params_non_embedding"])
+            for which, s in (("smallest", rows[0] if rows else {}), ("largest", rows[-1] if rows else {})):
+                for short, key in keys.items():
+                    glue(f"{d}_{arch}_{which}_{short}", _num(s.get(key)), display=False)
+
+
+def _num(value) -> float:
+    return float("nan") if value is None else float(value)

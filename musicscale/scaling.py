@@ -1,0 +1,626 @@
+"""Scaling-law fits: power laws in N or C, the joint N-D law, and the checks made on them.
+
+All losses are nats per character; N is the non-embedding parameter count, D training characters,
+C training FLOPs. Fits follow Hoffmann et al. 2022 (approach 3): the model is written in log space
+as a log-sum-exp, the Huber loss of ``log L - log L_hat`` is minimised with L-BFGS-B from a grid of
+starting points and the best optimum is kept. Following Besiroglu et al. 2024, optimiser tolerances
+are tight (so fits actually converge) and uncertainty comes from a bootstrap over the points.
+
+Internally ``log N`` is centred on its mean, so the amplitude parameter is the curve's value at the
+geometric-mean size rather than at N = 1; this removes the strong amplitude-exponent correlation
+and makes L-BFGS-B converge in a few dozen steps. Parameters are reported on the usual scale.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import brentq, minimize
+from threadpoolctl import threadpool_limits
+
+ALPHA_MAX = 5.0
+_ALPHA_GRID = (0.05, 0.1, 0.2, 0.4, 0.8, 1.5)
+_FLOOR_FRACTIONS = (0.05, 0.3, 0.6, 0.9)  # initial c (or E) as a fraction of min(L)
+_JOINT_EXP_GRID = (0.1, 0.3, 0.6, 1.2)
+_JOINT_FLOOR_FRACTIONS = (0.2, 0.6, 0.9)
+_JOINT_SPLITS = (0.2, 0.5, 0.8)
+_LOG_FLOOR_SPAN = 30.0  # log c may go this far below log min(L): c -> 0 stays a bounded problem
+_OPTIONS = {"maxiter": 5000, "maxfun": 20000, "ftol": 1e-15, "gtol": 1e-10}
+_CONVERGED_PGTOL = 1e-6  # projected-gradient size below which an optimum counts as converged
+
+
+Bounds = list[tuple[float | None, float | None]]
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+@contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """Run with one BLAS thread, restoring the previous setting afterwards.
+
+    scipy's L-BFGS-B calls BLAS on tiny arrays. With OpenBLAS's default thread pool and the CPUs busy
+    (training or notebooks running alongside), each call waits on the pool and a fit becomes 20-100x
+    slower.
+    """
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+def _huber(r: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+    """Huber loss divided by delta (so large residuals cost ~|r|), and its derivative in r."""
+    a = np.abs(r)
+    h = np.where(a <= delta, 0.5 * r * r / delta, a - 0.5 * delta)
+    return float(h.sum()), np.clip(r / delta, -1.0, 1.0)
+
+
+def _projected_grad_norm(p: np.ndarray, g: np.ndarray, bounds: Bounds) -> float:
+    """Largest gradient component not blocked by an active bound (L-BFGS-B's own stopping measure)."""
+    g = g.copy()
+    for i, (lo, hi) in enumerate(bounds):
+        if lo is not None and p[i] <= lo + 1e-12 and g[i] > 0:
+            g[i] = 0.0
+        if hi is not None and p[i] >= hi - 1e-12 and g[i] < 0:
+            g[i] = 0.0
+    return float(np.max(np.abs(g)))
+
+
+def _best_of(
+    fun: Callable, starts: list[np.ndarray], bounds: Bounds, args: tuple
+) -> tuple[np.ndarray, float, bool]:
+    """Run L-BFGS-B from every start and keep the lowest objective; report whether it converged."""
+    best_p, best_f = None, math.inf
+    for p0 in starts:
+        res = minimize(fun, p0, args=args, jac=True, method="L-BFGS-B", bounds=bounds, options=_OPTIONS)
+        if np.all(np.isfinite(res.x)) and res.fun < best_f:
+            best_p, best_f = res.x, float(res.fun)
+    if best_p is None:
+        return np.full(len(bounds), np.nan), math.inf, False
+    _, g = fun(best_p, *args)
+    # L-BFGS-B often ends with "abnormal termination in line search" at machine precision, so judge
+    # convergence by the projected gradient itself rather than by res.success.
+    return best_p, best_f, _projected_grad_norm(best_p, g, bounds) < _CONVERGED_PGTOL
+
+
+def _bootstrap(
+    keys: list[np.ndarray], n_boot: int, seed: int, refit: Callable[[np.ndarray], tuple | None], n_params: int
+) -> np.ndarray:
+    """Parameter draws from refits on point resamples (with replacement), shape (n_ok, n_params).
+
+    Resamples with fewer than 3 distinct values in any of ``keys`` (N, or N and D) are skipped, and so
+    are refits that did not converge; at most 3 * n_boot resamples are tried.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(keys[0])
+    draws: list[tuple] = []
+    for _ in range(3 * n_boot):
+        if len(draws) == n_boot:
+            break
+        idx = rng.integers(0, n, n)
+        if any(len(np.unique(k[idx])) < 3 for k in keys):
+            continue
+        params = refit(idx)
+        if params is not None:
+            draws.append(params)
+    return np.array(draws, dtype=float).reshape(-1, n_params)
+
+
+def _as_positive_1d(name: str, v: Any) -> np.ndarray:
+    arr = np.asarray(v, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains non-finite values")
+    if np.any(arr <= 0):
+        raise ValueError(f"{name} must be positive; got min({name}) = {arr.min():g}")
+    return arr
+
+
+def _check_same_length(**arrays: np.ndarray) -> None:
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"inputs must have the same length, got {lengths}")
+
+
+def _percentile_ci(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    if draws.size == 0:
+        return (math.nan, math.nan)
+    q = 100.0 * (1.0 - level) / 2.0
+    lo, hi = np.percentile(draws, [q, 100.0 - q])
+    return (float(lo), float(hi))
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - float(np.sum((y - pred) ** 2)) / ss_tot if ss_tot > 0 else math.nan
+
+
+def _json_float(x: float) -> float | None:
+    """NaN/inf are not JSON; they become null."""
+    return float(x) if math.isfinite(x) else None
+
+
+def _json_ci(ci: tuple[float, float]) -> list[float | None]:
+    return [_json_float(ci[0]), _json_float(ci[1])]
+
+
+# --------------------------------------------------------------------------- power law L = a N^-alpha + c
+
+
+@dataclass
+class PowerLawFit:
+    """A fitted ``L = a * N**-alpha + c`` with 95% bootstrap percentile intervals."""
+
+    a: float
+    alpha: float
+    c: float
+    a_ci: tuple[float, float]
+    alpha_ci: tuple[float, float]
+    c_ci: tuple[float, float]
+    r2: float
+    residuals: list[float]
+    n_points: int
+    n_boot: int
+    converged: bool
+    boot_params: np.ndarray = field(default_factory=lambda: np.empty((0, 3)), repr=False)
+
+    def predict(self, N: Any) -> np.ndarray:
+        """Predicted loss at N (array or scalar)."""
+        N = np.asarray(N, dtype=float)
+        return self.a * N ** (-self.alpha) + self.c
+
+    def band(self, N_grid: Any, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise percentile band of the bootstrap curves at N_grid (NaN if there are no draws)."""
+        N_grid = np.asarray(N_grid, dtype=float)
+        if len(self.boot_params) == 0:
+            nan = np.full(N_grid.shape, np.nan)
+            return nan, nan.copy()
+        a, alpha, c = (self.boot_params[:, i, None] for i in range(3))
+        curves = a * N_grid.reshape(1, -1) ** (-alpha) + c
+        q = 100.0 * (1.0 - level) / 2.0
+        lo, hi = np.percentile(curves, [q, 100.0 - q], axis=0)
+        return lo.reshape(N_grid.shape), hi.reshape(N_grid.shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON summary (NaN becomes null; bootstrap draws are left out)."""
+        return {
+            "a": _json_float(self.a),
+            "alpha": _json_float(self.alpha),
+            "c": _json_float(self.c),
+            "a_ci": _json_ci(self.a_ci),
+            "alpha_ci": _json_ci(self.alpha_ci),
+            "c_ci": _json_ci(self.c_ci),
+            "r2": _json_float(self.r2),
+            "residuals": [float(r) for r in self.residuals],
+            "n_points": int(self.n_points),
+            "n_boot": int(self.n_boot),
+            "converged": bool(self.converged),
+        }
+
+
+def _pl_objective(p: np.ndarray, xc: np.ndarray, logL: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+    """Huber objective of the centred power law; p = (log a', alpha, log c), a' = a * exp(-alpha * mean x)."""
+    la, alpha, lc = p
+    u = la - alpha * xc
+    m = np.logaddexp(u, lc)
+    w = np.exp(u - m)  # d m / d u; 1 - w = d m / d lc
+    f, psi = _huber(logL - m, delta)
+    g = -np.array([np.sum(psi * w), -np.sum(psi * w * xc), np.sum(psi * (1.0 - w))])
+    return f, g
+
+
+def _pl_start(alpha: float, c: float, xc: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """A start whose amplitude makes a * N^-alpha match L - c on average in log space."""
+    la = float(np.mean(np.log(np.maximum(L - c, 1e-12 * L)) + alpha * xc))
+    return np.array([la, alpha, math.log(c)])
+
+
+def _pl_bounds(L: np.ndarray, c_max: float | None) -> Bounds:
+    lc_lo = math.log(L.min()) - _LOG_FLOOR_SPAN
+    lc_hi = None if c_max is None else math.log(c_max)
+    if lc_hi is not None:
+        lc_lo = min(lc_lo, lc_hi - 1.0)
+    return [(None, None), (0.0, ALPHA_MAX), (lc_lo, lc_hi)]
+
+
+def _pl_grid(xc: np.ndarray, L: np.ndarray, c_max: float | None) -> list[np.ndarray]:
+    starts = []
+    for frac in _FLOOR_FRACTIONS:
+        c = frac * L.min()
+        if c_max is not None:
+            c = min(c, 0.999 * c_max)
+        for alpha in _ALPHA_GRID:
+            starts.append(_pl_start(alpha, c, xc, L))
+    return starts
+
+
+def fit_power_law(
+    N: Any,
+    L: Any,
+    *,
+    delta: float = 1e-3,
+    n_boot: int = 1000,
+    seed: int = 0,
+    c_max: float | None = None,
+) -> PowerLawFit:
+    """Fit ``L = a * N**-alpha + c`` (Huber on log L, L-BFGS-B from a grid) with bootstrap CIs.
+
+    Points with the same N (several seeds) are separate points. ``alpha`` is kept in [0, 5]; ``c``
+    is positive and at most ``c_max`` if given. The bootstrap resamples points with replacement,
+    skips resamples with fewer than 3 distinct N, refits each from the full-data optimum plus two
+    nearby starts, and keeps draws whose fit converged; ``n_boot`` in the result counts those.
+    """
+    N = _as_positive_1d("N", N)
+    L = _as_positive_1d("L", L)
+    _check_same_length(N=N, L=L)
+    if len(np.unique(N)) < 3:
+        raise ValueError(f"need at least 3 distinct N for a 3-parameter power law, got {len(np.unique(N))}")
+    if c_max is not None and not c_max > 0:
+        raise ValueError(f"c_max must be positive, got {c_max}")
+    if not delta > 0:
+        raise ValueError(f"delta must be positive, got {delta}")
+
+    x = np.log(N)
+    x_mean = float(x.mean())
+    xc = x - x_mean
+    logL = np.log(L)
+    bounds = _pl_bounds(L, c_max)
+
+    def unpack(p: np.ndarray) -> tuple[float, float, float]:
+        return math.exp(p[0] + p[1] * x_mean), float(p[1]), math.exp(p[2])
+
+    def refit(idx: np.ndarray) -> tuple[float, float, float] | None:
+        c_best = math.exp(p_best[2])
+        starts = [p_best] + [
+            _pl_start(min(alpha * s, ALPHA_MAX), c_best, xc[idx], L[idx]) for s in (0.5, 2.0)
+        ]
+        p, _, ok = _best_of(_pl_objective, starts, _pl_bounds(L[idx], c_max), (xc[idx], logL[idx], delta))
+        return unpack(p) if ok else None
+
+    with _single_threaded_blas():
+        p_best, _, converged = _best_of(_pl_objective, _pl_grid(xc, L, c_max), bounds, (xc, logL, delta))
+        a, alpha, c = unpack(p_best)
+        boot = _bootstrap([N], n_boot, seed, refit, n_params=3)
+
+    n = len(N)
+    pred = a * N ** (-alpha) + c
+    return PowerLawFit(
+        a=a,
+        alpha=alpha,
+        c=c,
+        a_ci=_percentile_ci(boot[:, 0]),
+        alpha_ci=_percentile_ci(boot[:, 1]),
+        c_ci=_percentile_ci(boot[:, 2]),
+        r2=_r2(L, pred),
+        residuals=[float(r) for r in L - pred],
+        n_points=n,
+        n_boot=len(boot),
+        converged=converged,
+        boot_params=boot,
+    )
+
+
+def holdout_extrapolation(N: Any, L: Any, **fit_kwargs: Any) -> dict[str, float]:
+    """Fit on all points with N < max(N) and compare the prediction at max(N) with the observed mean.
+
+    Raises ValueError if fewer than 3 distinct N remain after holding out the largest. The bootstrap is
+    off by default here (``n_boot=0``) since only the point prediction is used; pass n_boot to change.
+    """
+    N = _as_positive_1d("N", N)
+    L = _as_positive_1d("L", L)
+    _check_same_length(N=N, L=L)
+    n_max = float(N.max())
+    keep = N < n_max
+    if len(np.unique(N[keep])) < 3:
+        n_left = len(np.unique(N[keep]))
+        raise ValueError(f"holdout needs at least 3 distinct N below the held-out N={n_max:g}, got {n_left}")
+    fit_kwargs.setdefault("n_boot", 0)
+    fit = fit_power_law(N[keep], L[keep], **fit_kwargs)
+    predicted = float(fit.predict(n_max))
+    observed = float(L[~keep].mean())
+    return {
+        "held_out_N": n_max,
+        "predicted": predicted,
+        "observed": observed,
+        "rel_error": abs(predicted - observed) / observed,
+    }
+
+
+# --------------------------------------------------------------------------- compute frontier
+
+
+def compute_frontier(C: Any, L: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Lower envelope of (compute, loss) points, sorted by compute.
+
+    A point is kept if every point with less or equal compute has strictly higher loss, so the
+    frontier's loss strictly decreases (ties in C keep the lowest loss; a later point merely equal to
+    the best so far is dropped).
+    """
+    C = _as_positive_1d("C", C)
+    L = np.asarray(L, dtype=float)
+    _check_same_length(C=C, L=L)
+    if L.ndim != 1 or not np.all(np.isfinite(L)):
+        raise ValueError("L must be one-dimensional and finite")
+    if len(C) == 0:
+        raise ValueError("compute_frontier needs at least one point")
+    order = np.lexsort((L, C))  # by C, then by L within equal C
+    keep, best = [], math.inf
+    for i in order:
+        if L[i] < best:
+            keep.append(i)
+            best = L[i]
+    keep_idx = np.array(keep, dtype=int)
+    return C[keep_idx], L[keep_idx]
+
+
+def fit_compute_law(C: Any, L: Any, *, min_compute: float | None = None, **kw: Any) -> PowerLawFit:
+    """Fit ``L = a * C**-alpha + c`` to the compute frontier (points with C >= min_compute, if given).
+
+    Other keywords go to :func:`fit_power_law`.
+    """
+    C = np.asarray(C, dtype=float)
+    L = np.asarray(L, dtype=float)
+    if min_compute is not None:
+        sel = C >= min_compute
+        C, L = C[sel], L[sel]
+    C_f, L_f = compute_frontier(C, L)
+    return fit_power_law(C_f, L_f, **kw)
+
+
+def fit_compute_law_over_runs(curves: Sequence[tuple[Any, Any]], *, n_boot: int = 100, seed: int = 0,
+                              **kw: Any) -> PowerLawFit:
+    """:func:`fit_compute_law` on the frontier of several runs' (C, L) curves, with intervals from a
+    bootstrap over whole runs: the evaluations of one run are not independent points, so resampling
+    them (as :func:`fit_compute_law` does) would give intervals that are far too narrow."""
+    curves = [(np.asarray(c, dtype=float), np.asarray(l, dtype=float)) for c, l in curves]
+    if not curves:
+        raise ValueError("no runs to fit L(C) to")
+
+    def pooled(items: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate([c for c, _ in items]), np.concatenate([l for _, l in items])
+
+    fit = fit_compute_law(*pooled(curves), n_boot=0, **kw)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        pick = rng.integers(len(curves), size=len(curves))
+        try:
+            f = fit_compute_law(*pooled([curves[i] for i in pick]), n_boot=0, **kw)
+        except ValueError:  # a resample whose frontier has fewer than 3 points
+            continue
+        if f.converged:
+            draws.append((f.a, f.alpha, f.c))
+    fit.boot_params = np.array(draws).reshape(-1, 3)
+    fit.a_ci, fit.alpha_ci, fit.c_ci = (_percentile_ci(fit.boot_params[:, i]) for i in range(3))
+    fit.n_boot = len(draws)
+    return fit
+
+
+# ------------------------------------------------------------------------ joint law E + A/N^alpha + B/D^beta
+
+
+@dataclass
+class JointFit:
+    """A fitted ``L = E + A / N**alpha + B / D**beta`` with 95% bootstrap percentile intervals."""
+
+    E: float
+    A: float
+    alpha: float
+    B: float
+    beta: float
+    E_ci: tuple[float, float]
+    A_ci: tuple[float, float]
+    alpha_ci: tuple[float, float]
+    B_ci: tuple[float, float]
+    beta_ci: tuple[float, float]
+    r2: float
+    residuals: list[float]
+    n_points: int
+    n_boot: int
+    converged: bool
+    # Bootstrap draws, columns (E, A, alpha, B, beta).
+    boot_params: np.ndarray = field(default_factory=lambda: np.empty((0, 5)), repr=False)
+
+    def predict(self, N: Any, D: Any) -> np.ndarray:
+        """Predicted loss at (N, D); arrays broadcast."""
+        N = np.asarray(N, dtype=float)
+        D = np.asarray(D, dtype=float)
+        return self.E + self.A * N ** (-self.alpha) + self.B * D ** (-self.beta)
+
+    def compute_optimal(
+        self, C: Any, flops_per_token_per_param: float = 6.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Loss-minimising (N, D) at compute C = k * N * D (Hoffmann et al. 2022, eq. 4)."""
+        C = np.asarray(C, dtype=float)
+        s = self.alpha + self.beta
+        if not (self.alpha > 0 and self.beta > 0):
+            raise ValueError("compute_optimal needs alpha > 0 and beta > 0")
+        G = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / s)
+        budget = C / flops_per_token_per_param
+        N_opt = G * budget ** (self.beta / s)
+        return N_opt, budget / N_opt
+
+    def optimal_exponents(self, level: float = 0.95) -> dict[str, Any]:
+        """Exponents of N_opt ~ C^a and D_opt ~ C^b (a = beta/(alpha+beta), b = 1 - a) with bootstrap CIs."""
+        a = self.beta / (self.alpha + self.beta)
+        bp = self.boot_params
+        a_boot = bp[:, 4] / (bp[:, 2] + bp[:, 4]) if len(bp) else np.empty(0)
+        lo, hi = _percentile_ci(a_boot, level)
+        return {"a": a, "a_ci": (lo, hi), "b": 1.0 - a, "b_ci": (1.0 - hi, 1.0 - lo)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON summary (NaN becomes null; bootstrap draws are left out)."""
+        d: dict[str, Any] = {}
+        for name in ("E", "A", "alpha", "B", "beta"):
+            d[name] = _json_float(getattr(self, name))
+            d[f"{name}_ci"] = _json_ci(getattr(self, f"{name}_ci"))
+        d.update(
+            r2=_json_float(self.r2),
+            residuals=[float(r) for r in self.residuals],
+            n_points=int(self.n_points),
+            n_boot=int(self.n_boot),
+            converged=bool(self.converged),
+        )
+        return d
+
+
+def _joint_objective(
+    q: np.ndarray, xc: np.ndarray, yc: np.ndarray, logL: np.ndarray, delta: float
+) -> tuple[float, np.ndarray]:
+    """Huber objective of the centred joint law; q = (log A', log B', log E, alpha, beta)."""
+    la, lb, le, alpha, beta = q
+    u = la - alpha * xc
+    v = lb - beta * yc
+    m = np.logaddexp(np.logaddexp(u, v), le)
+    wu, wv = np.exp(u - m), np.exp(v - m)
+    we = np.exp(le - m)
+    f, psi = _huber(logL - m, delta)
+    g = -np.array(
+        [np.sum(psi * wu), np.sum(psi * wv), np.sum(psi * we), -np.sum(psi * wu * xc), -np.sum(psi * wv * yc)]
+    )
+    return f, g
+
+
+def _joint_bounds(L: np.ndarray) -> Bounds:
+    le_lo = math.log(L.min()) - _LOG_FLOOR_SPAN
+    return [(None, None), (None, None), (le_lo, None), (0.0, ALPHA_MAX), (0.0, ALPHA_MAX)]
+
+
+def _joint_grid(L: np.ndarray) -> list[np.ndarray]:
+    L_gm = math.exp(float(np.mean(np.log(L))))
+    starts = []
+    for frac in _JOINT_FLOOR_FRACTIONS:
+        E = frac * L.min()
+        excess = max(L_gm - E, 1e-3 * L_gm)
+        for s in _JOINT_SPLITS:
+            for alpha in _JOINT_EXP_GRID:
+                for beta in _JOINT_EXP_GRID:
+                    la, lb = math.log(s * excess), math.log((1 - s) * excess)
+                    starts.append(np.array([la, lb, math.log(E), alpha, beta]))
+    return starts
+
+
+def fit_joint_law(
+    N: Any,
+    D: Any,
+    L: Any,
+    *,
+    delta: float = 1e-3,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> JointFit:
+    """Fit ``L = E + A/N**alpha + B/D**beta`` (Chinchilla approach 3) with bootstrap CIs.
+
+    Needs at least 3 distinct N, 3 distinct D and 6 points. Exponents are kept in [0, 5]. The bootstrap
+    resamples points, refits from the full-data optimum plus two nearby starts and keeps converged draws.
+    """
+    N = _as_positive_1d("N", N)
+    D = _as_positive_1d("D", D)
+    L = _as_positive_1d("L", L)
+    _check_same_length(N=N, D=D, L=L)
+    n = len(L)
+    if len(np.unique(N)) < 3 or len(np.unique(D)) < 3 or n < 6:
+        raise ValueError(
+            f"joint fit needs >= 3 distinct N, >= 3 distinct D and >= 6 points; "
+            f"got {len(np.unique(N))} N, {len(np.unique(D))} D, {n} points"
+        )
+    if not delta > 0:
+        raise ValueError(f"delta must be positive, got {delta}")
+
+    x, y = np.log(N), np.log(D)
+    x_mean, y_mean = float(x.mean()), float(y.mean())
+    xc, yc = x - x_mean, y - y_mean
+    logL = np.log(L)
+
+    def unpack(q: np.ndarray) -> tuple[float, float, float, float, float]:
+        la, lb, le, alpha, beta = q
+        A, B = math.exp(la + alpha * x_mean), math.exp(lb + beta * y_mean)
+        return math.exp(le), A, float(alpha), B, float(beta)
+
+    def refit(idx: np.ndarray) -> tuple[float, ...] | None:
+        starts = [q_best]
+        for s in (0.5, 2.0):  # same amplitudes and floor, exponents halved or doubled
+            q = q_best.copy()
+            q[3:] = np.minimum(q[3:] * s, ALPHA_MAX)
+            starts.append(q)
+        args = (xc[idx], yc[idx], logL[idx], delta)
+        q, _, ok = _best_of(_joint_objective, starts, _joint_bounds(L[idx]), args)
+        return unpack(q) if ok else None
+
+    with _single_threaded_blas():
+        q_best, _, converged = _best_of(
+            _joint_objective, _joint_grid(L), _joint_bounds(L), (xc, yc, logL, delta)
+        )
+        E, A, alpha, B, beta = unpack(q_best)
+        boot = _bootstrap([N, D], n_boot, seed, refit, n_params=5)
+
+    pred = E + A * N ** (-alpha) + B * D ** (-beta)
+    cis = [_percentile_ci(boot[:, i]) for i in range(5)]
+    return JointFit(
+        E=E,
+        A=A,
+        alpha=alpha,
+        B=B,
+        beta=beta,
+        E_ci=cis[0],
+        A_ci=cis[1],
+        alpha_ci=cis[2],
+        B_ci=cis[3],
+        beta_ci=cis[4],
+        r2=_r2(L, pred),
+        residuals=[float(r) for r in L - pred],
+        n_points=n,
+        n_boot=len(boot),
+        converged=converged,
+        boot_params=boot,
+    )
+
+
+# --------------------------------------------------------------------------- comparisons and checks
+
+
+def crossover(fit1: PowerLawFit, fit2: PowerLawFit, N_range: tuple[float, float]) -> float | None:
+    """Smallest N in N_range where the two fitted curves cross, or None if they do not cross there."""
+    lo, hi = float(N_range[0]), float(N_range[1])
+    if not (0 < lo < hi):
+        raise ValueError(f"N_range must satisfy 0 < lo < hi, got {N_range}")
+
+    def diff(logn: float) -> float:
+        n = math.exp(logn)
+        return float(fit1.predict(n) - fit2.predict(n))
+
+    grid = np.linspace(math.log(lo), math.log(hi), 2001)
+    d = fit1.predict(np.exp(grid)) - fit2.predict(np.exp(grid))
+    for i in range(len(grid) - 1):
+        if d[i] == 0:
+            return float(math.exp(grid[i]))
+        if d[i] * d[i + 1] < 0:
+            return float(math.exp(brentq(diff, grid[i], grid[i + 1], xtol=1e-14, rtol=1e-14)))
+    if d[-1] == 0:
+        return hi
+    return None
+
+
+def flag_below_floor(losses: Any, floor: Any, tol: float = 1e-3) -> list[int]:
+    """Indices of losses below ``floor - tol`` (floor: scalar or per-loss), with a warning if any.
+
+    A test loss below the exact entropy floor H* is impossible for a model that has not seen the test
+    data, so any hit points to leakage (or a wrong floor) and is reported loudly.
+    """
+    losses = np.asarray(losses, dtype=float)
+    floor = np.broadcast_to(np.asarray(floor, dtype=float), losses.shape)
+    idx = [int(i) for i in np.flatnonzero(losses < floor - tol)]
+    if idx:
+        worst = int(idx[np.argmin((losses - floor)[idx])])
+        warnings.warn(
+            f"{len(idx)} loss(es) below the entropy floor by more than {tol:g} nats/char "
+            f"(worst: index {worst}, loss {losses[worst]:.6f} < floor {floor[worst]:.6f}); check for leakage",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return idx
