@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from .pipeline import PROFILES, STAGES, build_book, run_pipeline
 
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "book":
         print(build_book(strict=not args.no_strict))
         return
+    # papermill logs each executed cell and the notebooks' own output (runs, ETA) at INFO
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("papermill").setLevel(logging.INFO)
     overrides: dict[str, dict] = {}
     for stage, name, value in args.param:
         overrides.setdefault(stage, {})[name] = value

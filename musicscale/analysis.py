@@ -113,12 +113,38 @@ def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot:
         out["crossover_N"] = cross
         n_ref = max(Ns)
         out["loss_ratio_at_largest"] = float(fitted[0].predict(n_ref) / fitted[1].predict(n_ref))
+        out["comparison"] = {where: compare_at(dict(zip(archs, fitted)), n) for where, n in
+                             (("smallest", min(Ns)), ("largest", max(Ns)))}
     if entropy_rate is not None:
         losses = [r["test_loss"] for r in runs]
         flagged = scaling.flag_below_floor(losses, entropy_rate)
         out["below_floor"] = [runs[i]["run"] for i in flagged]
         out["min_test_loss"] = float(min(losses))
     return out
+
+
+def compare_at(fits: dict[str, scaling.PowerLawFit], N: float) -> dict:
+    """Which architecture's fitted loss is lower at N, and whether the 95% bands separate there."""
+    pred = {a: float(f.predict(N)) for a, f in fits.items()}
+    band = {a: [float(v[0]) for v in f.band(np.array([N]))] for a, f in fits.items()}
+    (better, lb), (worse, lw) = sorted(pred.items(), key=lambda kv: kv[1])
+    separated = np.isfinite(band[better][1]) and band[better][1] < band[worse][0]
+    bands = "the 95% bands do not overlap" if separated else "the 95% bands overlap, so this is not resolved"
+    verdict = f"at N = {N:,.0f} the {better} is better ({lb:.3f} against {lw:.3f} nats/char; {bands})"
+    return {"N": N, "predicted": pred, "band": band, "better": better, "separated": bool(separated),
+            "verdict": verdict}
+
+
+def law_verdict(fit: dict) -> str:
+    """Does L(N) hold for one fit by the report's standard (R² >= 0.95, held-out error <= 5%)?"""
+    if "r2" not in fit:
+        return f"not fitted ({fit.get('error', 'no runs')})"
+    err = fit.get("extrapolation_rel_error")
+    err_text = "no held-out check (fewer than 4 sizes)" if err is None else f"held-out error {err:.1%}"
+    holds = fit["r2"] >= 0.95 and err is not None and err <= 0.05
+    return (f"R² = {fit['r2']:.3f}, {err_text}: " +
+            ("the power law holds by this report's standard" if holds else
+             "the power law does not meet this report's standard (R² >= 0.95 and held-out error <= 5%)"))
 
 
 def analyze(workdir: str | Path, *, datasets: Sequence[str] | None = None, n_boot: int = 1000,
@@ -218,6 +244,10 @@ def findings(results: dict) -> dict[str, object]:
             for key in ("alpha", "beta", "E"):
                 values[f"{d}_{arch}_joint_{key}"] = ds["joint"].get(arch, {}).get(key)
         values[f"{d}_loss_ratio"] = ds.get("loss_ratio_at_largest")
+        for arch, f in ds["fits"].items():
+            values[f"{d}_{arch}_law_verdict"] = law_verdict(f)
+        for where, comp in (ds.get("comparison") or {}).items():
+            values[f"{d}_compare_{where}"] = comp["verdict"]
         cross = ds.get("crossover_N")
         values[f"{d}_crossover"] = (f"cross at N ≈ {cross:,.0f}" if cross else
                                     "do not cross within the measured range of N")

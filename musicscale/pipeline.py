@@ -19,7 +19,6 @@ from .workdir import atomic_path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-BOOK_STAGES = ROOT / "book" / "stages"
 STAGES = ("01_data", "02_tokenize", "03_train", "04_analyze", "05_generate")
 
 # Parameters per stage on top of each notebook's own defaults, which are the smoke run.
@@ -66,7 +65,7 @@ def stage_parameters(profile: str, workdir: str | Path, seed: int = 0,
     return params
 
 
-def execute_stage(stage: str, parameters: dict, out_dir: Path = BOOK_STAGES) -> Path:
+def execute_stage(stage: str, parameters: dict, out_dir: Path = ROOT / "book" / "stages") -> Path:
     """Execute one stage notebook with papermill into ``out_dir`` (atomically: a failed run keeps the
     previous copy, and papermill leaves the failed notebook beside it as ``<stage>.failed.ipynb``)."""
     import papermill
@@ -111,9 +110,14 @@ def build_book(root: Path = ROOT, strict: bool = True) -> Path:
 
 def run_pipeline(profile: str = "default", workdir: str | Path | None = None, *, seed: int = 0,
                  stages: tuple[str, ...] = STAGES, overrides: dict[str, dict] | None = None,
-                 book: bool = True, strict: bool = True) -> dict:
-    """Execute the stages in order for a profile, then build the book; returns timings per step."""
-    workdir = Path(workdir) if workdir else ROOT / "work" / profile
+                 book: bool = True, strict: bool = True, root: Path = ROOT) -> dict:
+    """Execute the stages in order for a profile, then build the book; returns timings per step.
+
+    ``root`` holds ``_config.yml``, ``_toc.yml`` and ``book/``: the executed notebooks go to
+    ``root/book/stages`` and the book to ``root/_build/html``.
+    """
+    root = Path(root)
+    workdir = Path(workdir) if workdir else root / "work" / profile
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"stages: unknown stage(s) {unknown}; allowed: {list(STAGES)}")
@@ -123,12 +127,12 @@ def run_pipeline(profile: str = "default", workdir: str | Path | None = None, *,
     for i, stage in enumerate(stages, 1):
         print(f"[{i}/{len(stages)}] {stage}  (profile {profile}, workdir {workdir})", flush=True)
         t0 = time.perf_counter()
-        execute_stage(stage, params[stage])
+        execute_stage(stage, params[stage], root / "book" / "stages")
         timings[stage] = time.perf_counter() - t0
         print(f"[{i}/{len(stages)}] {stage} done in {timings[stage]:.0f} s", flush=True)
     if book:
         t0 = time.perf_counter()
-        index = build_book(strict=strict)
+        index = build_book(root, strict=strict)
         timings["book"] = time.perf_counter() - t0
         print(f"book built in {timings['book']:.0f} s: {index}", flush=True)
     timings["total"] = time.perf_counter() - start
