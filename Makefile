@@ -1,0 +1,34 @@
+# The two commands of the README. Both create the virtual environment (.venv) on first use.
+#   make report   install, run the five stages (profile default) and build the book into _build/html
+#   make test     install, lint, run the unit tests, the notebook regression checks (nbval) and the
+#                 smoke report with the book built with warnings as errors
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= default
+
+.PHONY: install report smoke test lint clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+report: install
+	$(PY) -m musicscale run --profile $(PROFILE)
+
+smoke: install
+	$(PY) -m musicscale run --profile smoke
+
+lint: install
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+clean:
+	rm -rf _build book/stages work
