@@ -77,7 +77,8 @@ class TrainConfig:
         return self.token_budget // self.batch_tokens
 
 
-DEFAULT_LR = {"transformer": 3e-3, "lstm": 5e-3}
+# Peak learning rates per architecture, from benchmarks/lr_probe.py on the real corpus (see the methods page).
+DEFAULT_LR = {"transformer": 3e-3, "lstm": 1e-2}
 
 
 def resolve_device(device: str) -> torch.device:
