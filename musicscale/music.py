@@ -20,8 +20,10 @@ import html
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 import wave
@@ -54,12 +56,39 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def parse_abc(text: str) -> ParseResult:
-    """Parse one ABC tune with music21; never raises. If the text holds several tunes, the first."""
+PARSE_TIMEOUT = 10.0  # seconds music21 may spend on one tune
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise TimeoutError in the block after ``seconds``: music21 can loop for minutes on some model
+    output (a meter such as ``M:2/64`` in a garbled header). Uses SIGALRM, so it applies in the main
+    thread on Unix (as in a notebook kernel); elsewhere the block runs without a limit."""
+    usable = (seconds is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeoutError(f"music21 took longer than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def parse_abc(text: str, timeout: float | None = PARSE_TIMEOUT) -> ParseResult:
+    """Parse one ABC tune with music21; never raises (a parse over ``timeout`` s is an error).
+    If the text holds several tunes, the first."""
     from music21 import converter, stream
 
     try:
-        with _quiet():
+        with _quiet(), _time_limit(timeout):
             # parseData, not parse: a short string must never be mistaken for a file name.
             score = converter.parseData(text, format="abc")
     except Exception as err:  # music21 raises many kinds on malformed input
@@ -194,7 +223,7 @@ def written_bars(abc_text: str) -> list[Bar]:
 
     handler = abcFormat.ABCHandler()
     try:
-        with _quiet():
+        with _quiet(), _time_limit(PARSE_TIMEOUT):
             handler.process(_mark_line_ends(abc_text))
     except Exception:
         return []

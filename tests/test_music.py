@@ -4,6 +4,7 @@ import wave
 import numpy as np
 import pytest
 
+from musicscale import music
 from musicscale.music import (
     NoveltyIndex,
     bar_duration_stats,
@@ -291,3 +292,16 @@ def test_gallery_html(tmp_path):
     assert page.count("data:audio/wav;base64,") == 2
     assert "A&lt;B" in page and "Tune &lt;1&gt;" in page and "A<B" not in page
     assert "bar accuracy: 1.00" in page
+
+
+def test_a_tune_music21_loops_on_is_cut_off_not_hung(monkeypatch):
+    """A garbled meter sampled from a model made music21 loop for minutes; it must cost one sample."""
+    import time
+
+    monkeypatch.setattr(music, "PARSE_TIMEOUT", 1.0)
+    text = 'X:1\nM:2fedd f2beg2c|F2:1/4\nK:C\n|:G g2EBAe fgde|B3Be|d2eggeA dG|AFBB|\n"D"ee E2DF F3c|"G"D6:|'
+    start = time.perf_counter()
+    metrics = music.validity_metrics(text)
+    assert time.perf_counter() - start < 5
+    assert metrics["parses"] is False and "TimeoutError" in metrics["parse_error"]
+    assert metrics["degenerate"] == "unparsable"
