@@ -82,13 +82,13 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def parse_abc(text: str, timeout: float | None = PARSE_TIMEOUT) -> ParseResult:
-    """Parse one ABC tune with music21; never raises (a parse over ``timeout`` s is an error).
-    If the text holds several tunes, the first."""
+def parse_abc(text: str, timeout: float | None = None) -> ParseResult:
+    """Parse one ABC tune with music21; never raises (a parse over ``timeout`` s, by default
+    ``PARSE_TIMEOUT``, is an error). If the text holds several tunes, the first."""
     from music21 import converter, stream
 
     try:
-        with _quiet(), _time_limit(timeout):
+        with _quiet(), _time_limit(PARSE_TIMEOUT if timeout is None else timeout):
             # parseData, not parse: a short string must never be mistaken for a file name.
             score = converter.parseData(text, format="abc")
     except Exception as err:  # music21 raises many kinds on malformed input
