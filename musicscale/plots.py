@@ -164,7 +164,8 @@ def joint_law(results: dict, datasets: Sequence[str] | None = None) -> Figure:
 
 
 def validity_vs_size(summaries: Sequence[dict]) -> Figure:
-    """Musical validity of samples against N: share parsing, share of correct bars, share novel."""
+    """Musical validity of samples against N: share parsing, share of correct bars, share with valid
+    headers, share novel; the dashed line is the same measure on real held-out tunes."""
     metrics = [("share_parses", "share that music21 parses"),
                ("pooled_bar_accuracy", "share of bars with the meter's length"),
                ("share_headers_ok", "share with valid X/M/L/K headers"),
@@ -181,6 +182,9 @@ def validity_vs_size(summaries: Sequence[dict]) -> Figure:
                 xs = [s["params_non_embedding"] for s in rows if s.get(key) is not None]
                 ys = [s[key] for s in rows if s.get(key) is not None]
                 ax.plot(xs, ys, marker="o", color=COLORS[arch], label=arch)
+            for ref in (s for s in summaries if s["dataset"] == d and s["arch"] == "reference"):
+                if ref.get(key) is not None:
+                    ax.axhline(ref[key], color="gray", linestyle="--", linewidth=1, label="real test tunes")
             ax.set(xscale="log", ylim=(-0.03, 1.03), xlabel="N (non-embedding parameters)", ylabel=label,
                    title=d)
             ax.legend(fontsize=7)
