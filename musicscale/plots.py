@@ -171,6 +171,8 @@ def validity_vs_size(summaries: Sequence[dict]) -> Figure:
                ("share_headers_ok", "share with valid X/M/L/K headers"),
                ("share_novel", "share not copied from training")]
     datasets = sorted({s["dataset"] for s in summaries})
+    sizes = [s["params_non_embedding"] for s in summaries if s["params_non_embedding"]]
+    n_range = (min(sizes) / 1.5, max(sizes) * 1.5)  # fixed, so that a panel without points still draws
     fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(4 * len(metrics), 3.4 * len(datasets)),
                              squeeze=False)
     for i, d in enumerate(datasets):
@@ -185,8 +187,8 @@ def validity_vs_size(summaries: Sequence[dict]) -> Figure:
             for ref in (s for s in summaries if s["dataset"] == d and s["arch"] == "reference"):
                 if ref.get(key) is not None:
                     ax.axhline(ref[key], color="gray", linestyle="--", linewidth=1, label="real test tunes")
-            ax.set(xscale="log", ylim=(-0.03, 1.03), xlabel="N (non-embedding parameters)", ylabel=label,
-                   title=d)
+            ax.set(xscale="log", xlim=n_range, ylim=(-0.03, 1.03), xlabel="N (non-embedding parameters)",
+                   ylabel=label, title=d)
             ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -86,3 +86,12 @@ def test_figures_and_tables_render(toy_workdir, tmp_path):
 def test_missing_sweep_names_the_notebook(tmp_path):
     with pytest.raises(FileNotFoundError, match="03_train.ipynb"):
         analysis.analyze(tmp_path)
+
+
+def test_validity_figure_draws_when_no_model_has_checkable_bars(tmp_path):
+    base = {"dataset": "toy", "share_parses": 0.0, "share_headers_ok": 0.0, "pooled_bar_accuracy": None,
+            "share_novel": 1.0}
+    summaries = [{**base, "arch": "reference", "params_non_embedding": None, "pooled_bar_accuracy": 0.98}]
+    summaries += [{**base, "arch": a, "params_non_embedding": n} for a in ("transformer", "lstm") for n in (2e3, 2e4)]
+    plots.save(plots.validity_vs_size(summaries), tmp_path / "validity.png")
+    assert (tmp_path / "validity.png").stat().st_size > 10_000
