@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ def prepare_dataset(workdir: str | Path, source: str | Sequence[str] = "music21"
         logp = dict(pairs)
         tunes = [t for t, _ in pairs]
         report: dict = {"source": "synthetic grammar", "generated": len(tunes),
-                        "grammar": _asdict(grammar_config or grammar.GrammarConfig())}
+                        "grammar": asdict(grammar_config or grammar.GrammarConfig())}
     else:
         result = corpus.load_abc_corpus(source, keep_fields=keep_fields)
         tunes, report = result.tunes, dict(result.report)
@@ -99,11 +100,6 @@ def load_tokenizer(workdir: str | Path, dataset: str) -> CharTokenizer:
     wd = Workdir(workdir)
     return CharTokenizer(read_json(wd.require(wd.tokens_meta(dataset)))["vocabulary"])
 
-
-def _asdict(obj) -> dict:
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(obj) if is_dataclass(obj) else dict(vars(obj))
 
 
 def corpus_table(reports: Sequence[dict]):
