@@ -243,6 +243,10 @@ def findings(results: dict) -> dict[str, object]:
             values[f"{d}_{arch}_compute_alpha"] = ds["compute"].get(arch, {}).get("alpha")
             for key in ("alpha", "beta", "E"):
                 values[f"{d}_{arch}_joint_{key}"] = ds["joint"].get(arch, {}).get(key)
+        main = [r for r in results["runs"] if r["dataset"] == d and r["tokens_seen"] == ds["main_budget"]]
+        values[f"{d}_n_main_runs"] = len(main)
+        values[f"{d}_n_still_improving"] = sum(len(r["curve"]) > 1 and r["curve"][-1]["val_loss"] <
+                                               r["curve"][-2]["val_loss"] for r in main)
         values[f"{d}_loss_ratio"] = ds.get("loss_ratio_at_largest")
         for arch, f in ds["fits"].items():
             values[f"{d}_{arch}_law_verdict"] = law_verdict(f)
