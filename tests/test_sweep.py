@@ -1,5 +1,6 @@
 import pytest
 
+from musicscale import sweep
 from musicscale.sweep import collect_results, grid, run_sweep
 from musicscale.train import TrainConfig
 from musicscale.workdir import read_json
@@ -35,3 +36,19 @@ def test_sweep_skips_finished_runs(tokenized_workdir, monkeypatch):
 def test_grid_rejects_unknown_names():
     with pytest.raises(ValueError, match="sizes: unknown transformer size 'giant'"):
         grid(["d"], ["transformer"], ["giant"], [0], TrainConfig())
+
+
+def test_dask_cluster_gives_the_same_runs_as_in_process(tokenized_workdir, tmp_path):
+    import shutil
+
+    from musicscale.workdir import Workdir
+
+    other = Workdir(tmp_path / "other")
+    shutil.copytree(tokenized_workdir.tokens_dir("markov"), other.tokens_dir("markov"))
+    kwargs = dict(archs=["transformer", "lstm"], sizes=["micro"], token_budget=4 * 8 * 16, context_length=16,
+                  batch_size=8, n_evals=2, eval_tokens=512, device="cpu", log=None)
+    local = sweep.train_stage(tokenized_workdir.root, **kwargs)
+    on_dask = sweep.train_stage(other.root, n_workers=2, **kwargs)
+    assert [r["run"] for r in on_dask] == [r["run"] for r in local]
+    assert [r["test_loss"] for r in on_dask] == [r["test_loss"] for r in local]  # one thread each: identical
+    assert len(read_json(other.sweep_results("markov"))["runs"]) == 2
