@@ -11,7 +11,6 @@ import argparse
 import resource
 import time
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -79,5 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    np.random.seed(0)
     main()

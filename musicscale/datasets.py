@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -25,23 +24,10 @@ def dataset_name(source: str | Sequence[str]) -> str:
     return source if isinstance(source, str) and source in BUILTIN else "custom"
 
 
-def check_source(source: str | Sequence[str]) -> None:
-    """Raise naming the ``corpus`` parameter when a source is neither built in nor matches files."""
-    if isinstance(source, str) and source in BUILTIN:
-        return
-    patterns = [source] if isinstance(source, str) else list(source)
-    for pattern in patterns:
-        if not (Path(pattern).exists() or glob.glob(str(pattern), recursive=True)):
-            raise FileNotFoundError(
-                f"corpus: {pattern!r} is not one of {list(BUILTIN)} and matches no file"
-            )
-
-
 def prepare_dataset(workdir: str | Path, source: str | Sequence[str] = "music21", *, seed: int = 0,
                     n_synthetic_tunes: int = 2000, keep_fields: Sequence[str] = corpus.DEFAULT_KEEP_FIELDS,
                     grammar_config: grammar.GrammarConfig | None = None) -> dict:
     """Load or generate tunes, split them 80/10/10 by tune (seeded) and write the splits and a report."""
-    check_source(source)
     wd = Workdir(workdir)
     name = dataset_name(source)
     if name == "synthetic":
@@ -53,7 +39,10 @@ def prepare_dataset(workdir: str | Path, source: str | Sequence[str] = "music21"
         report: dict = {"source": "synthetic grammar", "generated": len(tunes),
                         "grammar": asdict(grammar_config or grammar.GrammarConfig())}
     else:
-        result = corpus.load_abc_corpus(source, keep_fields=keep_fields)
+        try:
+            result = corpus.load_abc_corpus(source, keep_fields=keep_fields)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"corpus: {err} (the built-in sources are {list(BUILTIN)})") from err
         tunes, report = result.tunes, dict(result.report)
         report["keep_fields"] = list(keep_fields)
     splits = corpus.split_dataset(tunes, seed=seed)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .models import check_arch_size, describe
 from .train import TrainConfig, train
@@ -185,7 +186,7 @@ def train_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None, a
     if n_workers < 1:
         raise ValueError(f"n_workers must be >= 1, got {n_workers}")
     device = train_kwargs.get("device", "auto")
-    if device.startswith("cuda") and not __import__("torch").cuda.is_available():
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but torch sees no CUDA device; use 'auto' or 'cpu'")
     train_kwargs.setdefault("threads", 1)  # one thread per run: deterministic, and runs go in parallel
     specs = plan_runs(datasets, archs, sizes, seed, TrainConfig(**train_kwargs), **(plan or {}))

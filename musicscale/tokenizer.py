@@ -29,6 +29,11 @@ class CharTokenizer:
         if self.itos[:2] != [EOT, UNK]:
             raise ValueError(f"vocabulary must start with {EOT!r}, {UNK!r}; got {self.itos[:2]!r}")
         self.stoi = {s: i for i, s in enumerate(self.itos)}
+        # code point -> id lookup for vectorized encoding (the characters are sorted, ids start at 2)
+        self._codes = np.array([ord(c) for c in self.itos[2:]], dtype=np.int64)
+        self._ids = np.arange(2, self.vocab_size, dtype=np.int64)
+        order = np.argsort(self._codes)
+        self._codes, self._ids = self._codes[order], self._ids[order]
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> CharTokenizer:
@@ -55,9 +60,17 @@ class CharTokenizer:
         """The smallest unsigned integer type that holds every id."""
         return np.uint8 if self.vocab_size <= 256 else np.uint16
 
+    def encode_array(self, text: str) -> np.ndarray:
+        """Ids of the characters of ``text`` as an int64 array; unseen characters become ``UNK``."""
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        if len(self._codes) == 0:
+            return np.ones(len(codes), dtype=np.int64)
+        pos = np.searchsorted(self._codes, codes).clip(max=len(self._codes) - 1)
+        return np.where(self._codes[pos] == codes, self._ids[pos], 1)
+
     def encode(self, text: str) -> list[int]:
         """Ids of the characters of ``text``; unseen characters become ``UNK``."""
-        return [self.stoi.get(ch, 1) for ch in text]
+        return self.encode_array(text).tolist()
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; ``EOT`` becomes a blank line between tunes and ``UNK`` becomes U+FFFD."""
@@ -71,16 +84,17 @@ class CharTokenizer:
         """Counts of the characters of ``texts`` that are outside the vocabulary."""
         unseen: Counter[str] = Counter()
         for text in texts:
-            unseen.update(ch for ch in text if ch not in self.stoi)
+            for ch in set(text).difference(self.stoi):
+                unseen[ch] += text.count(ch)
         return unseen
 
     def encode_tunes(self, tunes: Sequence[str]) -> np.ndarray:
         """Encode tunes as one stream ``EOT t1 EOT t2 ... EOT`` in the tokenizer's dtype."""
-        ids = [0]
+        eot = np.zeros(1, dtype=np.int64)
+        parts = [eot]
         for tune in tunes:
-            ids.extend(self.encode(tune))
-            ids.append(0)
-        return np.asarray(ids, dtype=self.dtype)
+            parts += [self.encode_array(tune), eot]
+        return np.concatenate(parts).astype(self.dtype)
 
     def decode_tunes(self, stream: np.ndarray) -> list[str]:
         """Inverse of :meth:`encode_tunes` (exact when the tunes had no unseen characters)."""

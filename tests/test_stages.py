@@ -17,7 +17,7 @@ def test_stages_name_the_missing_input_and_its_notebook(tmp_path):
 
 
 def test_bad_parameters_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"corpus: '/nowhere/\*\.abc'"):
+    with pytest.raises(FileNotFoundError, match=r"corpus: no files match the glob '/nowhere/\*\.abc'"):
         datasets.prepare_dataset(tmp_path, "/nowhere/*.abc")
     with pytest.raises(ValueError, match="n_synthetic_tunes"):
         datasets.prepare_dataset(tmp_path, "synthetic", n_synthetic_tunes=1)
