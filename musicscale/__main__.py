@@ -48,8 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     overrides: dict[str, dict] = {}
     for stage, name, value in args.param:
         overrides.setdefault(stage, {})[name] = value
-    run_pipeline(args.profile, args.workdir, seed=args.seed, stages=tuple(args.stages.split(",")),
-                 overrides=overrides, book=not args.no_book, strict=not args.no_strict)
+    try:
+        run_pipeline(args.profile, args.workdir, seed=args.seed, stages=tuple(args.stages.split(",")),
+                     overrides=overrides, book=not args.no_book, strict=not args.no_strict)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:  # bad input, found before any work
+        parser.exit(2, f"musicscale: error: {err}\n")
 
 
 if __name__ == "__main__":

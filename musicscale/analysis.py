@@ -22,17 +22,47 @@ from .workdir import Workdir, read_json, write_json
 ARCH_ORDER = ("transformer", "lstm")
 
 
+class NoRunsError(FileNotFoundError):
+    """A dataset has no finished run of the current data; the message names it and the notebook to run."""
+
+
 def load_sweep(workdir: str | Path, datasets: Sequence[str] | None = None) -> dict[str, list[dict]]:
-    """The runs of the last sweep of each dataset (``runs/<dataset>/sweep_results.json``)."""
+    """The runs of the last sweep of each dataset (``runs/<dataset>/sweep_results.json``).
+
+    Raises :class:`NoRunsError` naming a dataset that has no finished run, or whose runs were trained on
+    other data than its token files hold now (the data were regenerated after training)."""
+    from .params import as_optional_list
+    from .sweep import current_fingerprint
+
     wd = Workdir(workdir)
-    names = list(datasets) if datasets else wd.datasets("runs")
+    names = as_optional_list("datasets", datasets) or [d for d in wd.datasets("runs")
+                                                       if wd.sweep_results(d).exists()]
     if not names:
-        wd.require(wd.root / "runs")
-    return {d: read_json(wd.require(wd.sweep_results(d)))["runs"] for d in names}
+        raise NoRunsError(f"no finished runs under {wd.root / 'runs'}: run notebooks/03_train.ipynb first "
+                          f"(with the same workdir={str(wd.root)!r})")
+    out = {}
+    for d in names:
+        path = wd.sweep_results(d)
+        if not path.exists():
+            raise NoRunsError(f"dataset {d!r} has no finished run ({path} does not exist): run "
+                              f"notebooks/03_train.ipynb first (with the same workdir={str(wd.root)!r})")
+        runs = read_json(path)["runs"]
+        if not runs:
+            raise NoRunsError(f"dataset {d!r} has no finished run in {path}: run notebooks/03_train.ipynb")
+        fp = current_fingerprint(wd, d)
+        stale = [r["run"] for r in runs if r.get("data_fingerprint") != fp]
+        if stale:
+            raise NoRunsError(f"dataset {d!r}: {len(stale)} of {len(runs)} runs in {path} were trained on other "
+                              f"data than {wd.tokens_dir(d)} holds now (e.g. {stale[0]}): re-run "
+                              "notebooks/03_train.ipynb, which retrains them")
+        out[d] = runs
+    return out
 
 
 def main_budget(runs: Sequence[dict]) -> int:
     """The token budget most runs were trained on (the scaling curve's budget; the largest on ties)."""
+    if not runs:
+        raise ValueError("no runs: the main token budget is undefined")
     counts = Counter(r["tokens_seen"] for r in runs)
     return max(counts, key=lambda b: (counts[b], b))
 
@@ -154,8 +184,10 @@ def analyze(workdir: str | Path, *, datasets: Sequence[str] | None = None, n_boo
     The returned dict also holds the fit objects under ``_fit`` keys (for plotting); the JSON file
     holds everything else.
     """
-    if n_boot < 0:
-        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    from .params import as_int
+
+    as_int("n_boot", n_boot, minimum=0)
+    as_int("seed", seed)
     wd = Workdir(workdir)
     sweeps = load_sweep(workdir, datasets)
     results: dict = {"runs": [], "datasets": {}, "parameters": {"n_boot": n_boot, "seed": seed},

@@ -161,28 +161,33 @@ def load_abc_corpus(
 
     ``source`` is ``"music21"`` (the ABC files of music21's core corpus), or a path, folder (all ``*.abc``
     under it) or glob, or a list of them. A path that does not exist or a glob that matches nothing raises
-    ``FileNotFoundError``. A file that is not valid UTF-8 is skipped and counted as ``undecodable``; a
-    file without an ``X:`` line is counted as ``no_tunes_in_file``.
+    ``FileNotFoundError``. Files are read as UTF-8, or UTF-16/UTF-8 when they start with a byte-order mark;
+    a file that is neither is skipped and counted as ``undecodable``; a file without an ``X:`` line is
+    counted as ``no_tunes_in_file``. ``report["dropped_by_file"]`` says which file lost what.
     """
     files, description = _resolve(source)
     dropped: Counter[str] = Counter()
+    by_file: dict[str, dict[str, int]] = {}
     tunes: list[str] = []
     seen: set[str] = set()
     found = duplicates = 0
     for path in files:
-        try:
-            text = path.read_bytes().decode("utf-8-sig")
-        except UnicodeDecodeError:
+        text = decode_text(path.read_bytes())
+        if text is None:
             dropped["undecodable"] += 1
+            by_file[str(path)] = {"undecodable": 1}
             continue
         raw_tunes = split_tunes_text(text)
         if not raw_tunes:
             dropped["no_tunes_in_file"] += 1
+            by_file[str(path)] = {"no_tunes_in_file": 1}
         for raw in raw_tunes:
             found += 1
             tune, reason = normalize_tune(raw, keep_fields)
             if tune is None:
                 dropped[reason] += 1
+                file_counts = by_file.setdefault(str(path), {})
+                file_counts[reason] = file_counts.get(reason, 0) + 1
                 continue
             key = _dedup_key(tune)
             if key in seen:
@@ -195,12 +200,43 @@ def load_abc_corpus(
         "files_read": len(files) - dropped["undecodable"],
         "tunes_found": found,
         "dropped": dict(sorted(dropped.items())),
+        "dropped_by_file": by_file,
         "duplicates_removed": duplicates,
         "kept": len(tunes),
         "characters": sum(map(len, tunes)),
         "distinct_characters": len(set().union(*map(set, tunes))),
     }
     return CorpusResult(tunes=tunes, report=report)
+
+
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def decode_text(data: bytes) -> str | None:
+    """Text of a file: UTF-8, or the encoding its byte-order mark names; None if it is not text."""
+    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    # binary data can be valid UTF-8 by chance only if it avoids NUL and most control characters
+    if "\x00" in text:
+        return None
+    return text
+
+
+def describe_drops(report: dict, limit: int = 5) -> str:
+    """What was dropped and why, file by file (at most ``limit`` files named), for an error message."""
+    reasons = {"undecodable": "not UTF-8 or UTF-16 text", "no_tunes_in_file": "no X: line, so no tune",
+               "no_key": "tunes without a K: line", "no_body": "tunes without music after K:",
+               "truncated": "tunes cut off inside a chord or quoted string"}
+    items = list(report.get("dropped_by_file", {}).items())
+    lines = [f"{path}: " + ", ".join(f"{n} {reasons.get(r, r)}" if r not in ("undecodable", "no_tunes_in_file")
+                                     else reasons[r] for r, n in counts.items())
+             for path, counts in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"... and {len(items) - limit} more files")
+    return "; ".join(lines)
 
 
 def split_dataset(

@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -13,23 +16,78 @@ from pathlib import Path
 import numpy as np
 
 from . import corpus, grammar
+from .params import as_int
 from .tokenizer import CharTokenizer, unigram_entropy
-from .workdir import SPLITS, Workdir, atomic_write, read_json, write_json
+from .workdir import SPLITS, Workdir, atomic_write, fingerprint, read_json, remove_partial_files, write_json
 
 BUILTIN = ("music21", "synthetic")
 
 
 def dataset_name(source: str | Sequence[str]) -> str:
-    """The folder name of a corpus source: ``music21``, ``synthetic``, or ``custom`` for user files."""
-    return source if isinstance(source, str) and source in BUILTIN else "custom"
+    """The folder name of a corpus source: ``music21``, ``synthetic``, or for user files the name of the
+    file or folder it points at (``~/abc/irish/*.abc`` is ``irish``, ``reels.abc`` is ``reels``)."""
+    if isinstance(source, str) and source in BUILTIN:
+        return source
+    first = str(source if isinstance(source, (str, os.PathLike)) else source[0])
+    parts = [p for p in Path(os.path.expanduser(first)).parts if not glob.has_magic(p) and p != os.sep]
+    stem = Path(parts[-1]).stem if parts else ""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-").lower() or "custom"
+    return f"{slug}-abc" if slug in BUILTIN else slug
+
+
+def dataset_names(sources: Sequence[str | Sequence[str]]) -> list[str]:
+    """Distinct folder names for the sources of one data stage; two user corpora that would share a name
+    (``a/tunes/*.abc`` and ``b/tunes/*.abc``) get a short hash of their source appended."""
+    names = [dataset_name(s) for s in sources]
+    return [n if names.count(n) == 1 or n in BUILTIN else f"{n}-{fingerprint(s)[:6]}"
+            for n, s in zip(names, sources)]
+
+
+def check_corpus(corpus_param) -> list[str | list[str]]:
+    """The ``corpus`` notebook parameter as a list of sources (a source is a name, a path or glob, or a
+    list of paths and globs that make one dataset); ValueError naming the parameter otherwise."""
+    sources = [corpus_param] if isinstance(corpus_param, (str, os.PathLike)) else corpus_param
+    if not isinstance(sources, (list, tuple)) or not sources:
+        raise ValueError(f"corpus must be a source or a list of sources, got {corpus_param!r}")
+    out: list[str | list[str]] = []
+    for s in sources:
+        if isinstance(s, (str, os.PathLike)) and str(s):
+            out.append(str(s))
+        elif isinstance(s, (list, tuple)) and s and all(isinstance(x, (str, os.PathLike)) for x in s):
+            out.append([str(x) for x in s])
+        else:
+            raise ValueError(f"corpus: each source must be 'music21', 'synthetic', a path or glob of .abc "
+                             f"files, or a list of those, got {s!r}")
+    names = [dataset_name(s) for s in out]
+    if len(set(names)) < len(names) and any(names.count(b) > 1 for b in BUILTIN):
+        raise ValueError(f"corpus: a built-in source is listed twice: {out}")
+    return out
+
+
+def prepare_datasets(workdir: str | Path, corpus_param, *, seed: int = 0, n_synthetic_tunes: int = 2000) -> list[dict]:
+    """The data stage: check every parameter and source first, then prepare each dataset in turn."""
+    sources = check_corpus(corpus_param)
+    as_int("seed", seed)
+    if any(s == "synthetic" for s in sources):
+        as_int("n_synthetic_tunes", n_synthetic_tunes, minimum=3)
+    for s in sources:  # a missing file or empty glob stops the stage before any dataset is written
+        if not (isinstance(s, str) and s in BUILTIN):
+            try:
+                corpus._resolve(s)
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"corpus: {err} (the built-in sources are {list(BUILTIN)})") from err
+    remove_partial_files(Workdir(workdir).root / "data")
+    return [prepare_dataset(workdir, s, seed=seed, n_synthetic_tunes=n_synthetic_tunes, name=name)
+            for s, name in zip(sources, dataset_names(sources))]
 
 
 def prepare_dataset(workdir: str | Path, source: str | Sequence[str] = "music21", *, seed: int = 0,
                     n_synthetic_tunes: int = 2000, keep_fields: Sequence[str] = corpus.DEFAULT_KEEP_FIELDS,
-                    grammar_config: grammar.GrammarConfig | None = None) -> dict:
-    """Load or generate tunes, split them 80/10/10 by tune (seeded) and write the splits and a report."""
+                    grammar_config: grammar.GrammarConfig | None = None, name: str | None = None) -> dict:
+    """Load or generate tunes, split them 80/10/10 by tune (seeded) and write the splits and a report
+    (in ``data/<name>``, by default :func:`dataset_name` of the source)."""
     wd = Workdir(workdir)
-    name = dataset_name(source)
+    name = name or dataset_name(source)
     if name == "synthetic":
         if n_synthetic_tunes < 3:
             raise ValueError(f"n_synthetic_tunes must be at least 3, got {n_synthetic_tunes}")
@@ -45,6 +103,11 @@ def prepare_dataset(workdir: str | Path, source: str | Sequence[str] = "music21"
             raise FileNotFoundError(f"corpus: {err} (the built-in sources are {list(BUILTIN)})") from err
         tunes, report = result.tunes, dict(result.report)
         report["keep_fields"] = list(keep_fields)
+        if len(tunes) < 3:
+            why = corpus.describe_drops(report) or "every tune was a duplicate"
+            raise ValueError(f"corpus {source!r}: {len(tunes)} usable tunes of {report['tunes_found']} found in "
+                             f"{len(report.get('dropped_by_file', {})) + report['files_read']} file(s); a dataset "
+                             f"needs at least 3. Dropped: {why}")
     splits = corpus.split_dataset(tunes, seed=seed)
     report.update(dataset=name, seed=seed, splits={
         s: {"tunes": len(splits[s]), "characters": sum(len(t) for t in splits[s])} for s in SPLITS})
@@ -62,6 +125,7 @@ def tokenize_dataset(workdir: str | Path, dataset: str) -> dict:
     wd = Workdir(workdir)
     report = read_json(wd.require(wd.corpus_report(dataset)))
     splits = {s: corpus.read_split(wd.require(wd.split_text(dataset, s))) for s in SPLITS}
+    remove_partial_files(wd.tokens_dir(dataset))
     tok = CharTokenizer.from_texts(splits["train"])
     meta: dict = {"dataset": dataset, "source": report.get("source"), "seed": report.get("seed"),
                   "vocab_size": tok.vocab_size, "vocabulary": tok.itos, "dtype": np.dtype(tok.dtype).name,
@@ -77,11 +141,19 @@ def tokenize_dataset(workdir: str | Path, dataset: str) -> dict:
             "unknown_distinct": "".join(sorted(unseen)),
             "unigram_entropy": unigram_entropy(stream, tok.vocab_size),
         }
+        meta["splits"][split]["fingerprint"] = fingerprint(stream)
         atomic_write(wd.tokens(dataset, split), lambda tmp, a=stream: np.save(tmp, a), suffix=".npy")
     if "entropy_rate" in report:
         meta["entropy_rate"] = report["entropy_rate"]
+    meta["fingerprint"] = data_fingerprint({s: m["fingerprint"] for s, m in meta["splits"].items()}, tok.itos)
     write_json(wd.tokens_meta(dataset), meta)
     return meta
+
+
+def data_fingerprint(split_fingerprints: dict[str, str], vocabulary: Sequence[str]) -> str:
+    """The fingerprint of a tokenized dataset: its vocabulary and the fingerprint of each split's tokens.
+    A run records it; a run, checkpoint or sample made from other data is never reused."""
+    return fingerprint(list(vocabulary), {s: split_fingerprints[s] for s in SPLITS})
 
 
 def load_tokenizer(workdir: str | Path, dataset: str) -> CharTokenizer:
@@ -144,10 +216,16 @@ def vocabulary_table(metas: Sequence[dict]):
 
 def tokenize_datasets(workdir: str | Path, names: Sequence[str] | None = None) -> list[dict]:
     """Tokenize the named datasets, or every dataset the data stage wrote."""
+    from .params import as_optional_list
+
     wd = Workdir(workdir)
-    names = list(names) if names else wd.datasets("data")
+    names = as_optional_list("datasets", names)
+    names = names if names else wd.datasets("data")
     if not names:
         wd.require(wd.root / "data")
+    for name in names:  # every input exists before any dataset is tokenized
+        for path in (wd.corpus_report(name), *(wd.split_text(name, s) for s in SPLITS)):
+            wd.require(path)
     return [tokenize_dataset(workdir, name) for name in names]
 
 

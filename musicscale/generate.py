@@ -19,7 +19,20 @@ from .datasets import load_tokenizer
 from .models import build_model
 from .sample import sample_tunes
 from .train import resolve_device
-from .workdir import SPLITS, Workdir, read_json, write_bytes, write_json, write_text
+from .workdir import (
+    SPLITS,
+    CorruptArtifactError,
+    Workdir,
+    file_fingerprint,
+    fingerprint,
+    load_torch,
+    move_aside,
+    read_json,
+    remove_partial_files,
+    write_bytes,
+    write_json,
+    write_text,
+)
 
 REFERENCE = "reference"  # the summary row of real held-out tunes
 
@@ -34,7 +47,12 @@ def models_to_sample(runs: Sequence[dict]) -> list[dict]:
 def load_model(workdir: str | Path, dataset: str, run: str, device: str = "cpu") -> torch.nn.Module:
     """The best-validation weights of a run."""
     wd = Workdir(workdir)
-    state = torch.load(wd.require(wd.run_dir(dataset, run) / "best.pt"), map_location=device, weights_only=False)
+    path = wd.require(wd.run_dir(dataset, run) / "best.pt")
+    try:
+        state = load_torch(path, map_location=device)
+    except CorruptArtifactError as err:
+        move_aside(path)  # the train stage then sees the run as unfinished and trains it again
+        raise CorruptArtifactError(f"{err}; moved aside as *.corrupt: re-run notebooks/03_train.ipynb") from err
     model = build_model(state["arch"], state["size"], state["vocab_size"], state["context_length"])
     model.load_state_dict(state["model"])
     return model.to(device).eval()
@@ -63,7 +81,10 @@ def generate_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None
     settings = {"n_samples": n_samples, "temperature": temperature, "top_k": top_k,
                 "max_new_tokens": max_new_tokens, "prompt": prompt, "seed": seed}
     summaries = []
-    for dataset, runs in load_sweep(workdir, datasets).items():
+    sweeps = load_sweep(workdir, datasets)
+    for dataset in sweeps:
+        remove_partial_files(wd.generated_dir(dataset))
+    for dataset, runs in sweeps.items():
         train = corpus.read_split(wd.require(wd.split_text(dataset, "train")))
         index = music.NoveltyIndex(train)
         test = corpus.read_split(wd.split_text(dataset, "test"))[:n_samples]
@@ -74,9 +95,11 @@ def generate_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None
         for run in models_to_sample(runs):
             out = wd.generated_dir(dataset, run["run"])
             summary_path = out / "summary.json"
-            if summary_path.exists() and read_json(summary_path).get("settings") == settings:
-                summary = read_json(summary_path)
-            else:
+            # the samples depend on the weights, the vocabulary and the settings: reuse only if all match
+            inputs = fingerprint(file_fingerprint(wd.require(wd.run_dir(dataset, run["run"]) / "best.pt")),
+                                 tok.itos, settings)
+            summary = cached_summary(summary_path, inputs, log)
+            if summary is None:
                 model = load_model(workdir, dataset, run["run"], dev)
                 samples = sample_tunes(model, tok, n_samples, temperature=temperature, top_k=top_k, prompt=prompt,
                                        max_new_tokens=max_new_tokens, seed=seed, device=dev)
@@ -85,12 +108,32 @@ def generate_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None
                 write_text(out / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
                 summary = {"dataset": dataset, "arch": run["arch"], "size": run["size"], "run": run["run"],
                            "params_non_embedding": run["params_non_embedding"], "test_loss": run["test_loss"],
-                           "settings": settings, **music.summarize([s["metrics"] for s in samples])}
+                           "settings": settings, "inputs_fingerprint": inputs,
+                           **music.summarize([s["metrics"] for s in samples])}
                 write_json(summary_path, summary)
             if log:
                 log(f"{dataset}/{run['run']}: {summary['n']} samples, parses {summary['share_parses']:.0%}")
             summaries.append(summary)
     return summaries
+
+
+def cached_summary(path: Path, inputs: str, log=print) -> dict | None:
+    """The saved summary of a model's samples if it was made from the same inputs, else None (and a log
+    line saying why: other weights or settings, or an unreadable file, which is moved aside)."""
+    if not path.exists():
+        return None
+    try:
+        summary = read_json(path)
+    except CorruptArtifactError as err:
+        move_aside(path)
+        if log:
+            log(f"{err}; moved aside as *.corrupt, sampling again")
+        return None
+    if summary.get("inputs_fingerprint") != inputs:
+        if log:
+            log(f"{path.parent.name}: the saved samples were made from other weights or settings; sampling again")
+        return None
+    return summary
 
 
 def read_samples(workdir: str | Path, dataset: str, run: str) -> list[dict]:

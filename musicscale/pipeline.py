@@ -9,13 +9,15 @@ executed copies to ``book/stages/`` (where ``_toc.yml`` expects them), then buil
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from .workdir import atomic_path
+from .workdir import Workdir, atomic_path, remove_partial_files
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -65,6 +67,24 @@ def stage_parameters(profile: str, workdir: str | Path, seed: int = 0,
     return params
 
 
+def notebook_parameters(stage: str) -> dict[str, dict]:
+    """The parameters a stage notebook declares in its ``parameters`` cell (name -> papermill's description)."""
+    import papermill
+
+    return papermill.inspect_notebook(str(NOTEBOOKS / f"{stage}.ipynb"))
+
+
+def check_parameters(params: dict[str, dict]) -> None:
+    """Reject, before anything runs, a parameter that a stage notebook does not declare (papermill would
+    only log it and run with the default)."""
+    for stage, values in params.items():
+        allowed = notebook_parameters(stage)
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise ValueError(f"{stage}: unknown parameter(s) {unknown}; notebooks/{stage}.ipynb declares "
+                             f"{sorted(allowed)}")
+
+
 def execute_stage(stage: str, parameters: dict, out_dir: Path = ROOT / "book" / "stages") -> Path:
     """Execute one stage notebook with papermill into ``out_dir`` (atomically: a failed run keeps the
     previous copy, and papermill leaves the failed notebook beside it as ``<stage>.failed.ipynb``)."""
@@ -98,14 +118,30 @@ def hide_parameter_cells(path: Path) -> None:
 
 
 def build_book(root: Path = ROOT, strict: bool = True) -> Path:
-    """Build the jupyter-book from a clean ``_build`` (``-W -n --keep-going`` when ``strict``)."""
-    shutil.rmtree(root / "_build", ignore_errors=True)
+    """Build the jupyter-book from scratch (``-W -n --keep-going`` when ``strict``) into a temporary folder
+    and swap it in for ``_build`` only when the build succeeded: a failed or killed build keeps the last
+    good report."""
+    root = Path(root)
+    for old in root.glob(f".{BUILD_PREFIX}*"):  # what a killed build left behind
+        shutil.rmtree(old, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{BUILD_PREFIX}", dir=root))
     exe = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root)]
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root), "--path-output", str(tmp)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
-    subprocess.run(cmd, check=True)
+    try:
+        subprocess.run(cmd, check=True)
+        final, previous = root / "_build", root / f".{BUILD_PREFIX}previous"
+        if final.exists():
+            os.replace(final, previous)
+        os.replace(tmp / "_build", final)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return root / "_build" / "html" / "index.html"
+
+
+BUILD_PREFIX = "_build.partial-"
 
 
 def run_pipeline(profile: str = "default", workdir: str | Path | None = None, *, seed: int = 0,
@@ -121,7 +157,10 @@ def run_pipeline(profile: str = "default", workdir: str | Path | None = None, *,
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"stages: unknown stage(s) {unknown}; allowed: {list(STAGES)}")
+    Workdir(workdir)  # a workdir under a file is reported before anything runs
     params = stage_parameters(profile, workdir.resolve(), seed, overrides)
+    check_parameters({s: params[s] for s in stages})
+    remove_partial_files(root / "book" / "stages")  # notebooks a killed run left half-written
     timings: dict[str, float] = {}
     start = time.perf_counter()
     for i, stage in enumerate(stages, 1):

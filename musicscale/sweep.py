@@ -1,8 +1,10 @@
 """A grid of training runs -> one ``result.json`` per run, locally or on a Dask cluster.
 
-A run whose ``result.json`` exists with the same configuration is skipped, so an interrupted sweep
-continues where it stopped (an interrupted run resumes from its own checkpoint). The sweep's results
-file is rewritten atomically after every finished run.
+A run whose ``result.json`` exists with the same configuration and the same data (fingerprint of the
+token streams) is skipped, so an interrupted sweep continues where it stopped (an interrupted run resumes
+from its own checkpoint); a result made with other data, or one that cannot be read, is trained again and
+the log says why. The sweep's results file lists the finished runs of each dataset; it is rewritten
+atomically after every finished run and never lists a dataset with no finished run.
 """
 
 from __future__ import annotations
@@ -16,9 +18,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .models import check_arch_size, describe
+from .models import SIZE_GRIDS, check_arch_size, describe
+from .params import as_int, as_list, as_optional_list
 from .train import TrainConfig, train
-from .workdir import Workdir, read_json, write_json
+from .workdir import (
+    CorruptArtifactError,
+    Workdir,
+    fingerprint,
+    load_torch,
+    move_aside,
+    read_json,
+    remove_partial_files,
+    write_json,
+)
 
 
 @dataclass(frozen=True)
@@ -48,10 +60,21 @@ def grid(datasets: Iterable[str], archs: Iterable[str], sizes: Iterable[str], se
 
 
 def load_tokens(workdir: Workdir, dataset: str) -> tuple[dict[str, np.ndarray], dict]:
-    """The three split streams and the meta of a tokenized dataset."""
+    """The three split streams and the meta of a tokenized dataset; ``meta["fingerprint"]`` is computed
+    from the arrays themselves, so it always describes the data a run is given."""
+    from .datasets import data_fingerprint
+
     meta = read_json(workdir.require(workdir.tokens_meta(dataset)))
     tokens = {s: np.load(workdir.require(workdir.tokens(dataset, s))) for s in ("train", "val", "test")}
+    meta["fingerprint"] = data_fingerprint({s: fingerprint(a) for s, a in tokens.items()}, meta["vocabulary"])
     return tokens, meta
+
+
+def current_fingerprint(workdir: Workdir, dataset: str) -> str:
+    """The fingerprint of a dataset's token streams as the tokenize stage recorded it in ``meta.json``
+    (computed from the arrays when an older meta lacks it)."""
+    meta = read_json(workdir.require(workdir.tokens_meta(dataset)))
+    return meta.get("fingerprint") or load_tokens(workdir, dataset)[1]["fingerprint"]
 
 
 def run_one(workdir: str | Path, spec: RunSpec, progress: bool = False) -> dict:
@@ -59,19 +82,47 @@ def run_one(workdir: str | Path, spec: RunSpec, progress: bool = False) -> dict:
     wd = Workdir(workdir)
     tokens, meta = load_tokens(wd, spec.dataset)
     run_dir = wd.run_dir(spec.dataset, spec.name)
-    result = train(spec.config, tokens, meta["vocab_size"], run_dir, progress=progress)
+    result = train(spec.config, tokens, meta["vocab_size"], run_dir, progress=progress,
+                   data_fingerprint=meta["fingerprint"])
     result.update(dataset=spec.dataset, run=spec.name, entropy_rate=meta.get("entropy_rate"))
     write_json(run_dir / "result.json", result)
     return result
 
 
-def finished_result(workdir: Workdir, spec: RunSpec) -> dict | None:
-    """The saved result of ``spec`` if it exists and was made with the same configuration."""
-    path = workdir.run_dir(spec.dataset, spec.name) / "result.json"
+def finished_result(workdir: Workdir, spec: RunSpec, data_fingerprint: str | None = None) -> tuple[dict | None, str]:
+    """``(result, "")`` if ``spec`` finished with the same configuration and data, else ``(None, why)``.
+
+    An unreadable ``result.json`` or ``best.pt`` is moved aside as ``*.corrupt`` (the reason says so)."""
+    run_dir = workdir.run_dir(spec.dataset, spec.name)
+    path, best = run_dir / "result.json", run_dir / "best.pt"
     if not path.exists():
-        return None
-    result = read_json(path)
-    return result if result.get("config") == asdict(spec.config) else None
+        return None, "not trained yet"
+    try:
+        result = read_json(path)
+        load_torch(best)
+    except (CorruptArtifactError, FileNotFoundError) as err:
+        if path.exists():
+            move_aside(path)
+        if best.exists():
+            move_aside(best)
+            (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # its best weights are gone: start over
+        return None, f"{err}; moved aside as *.corrupt, training again"
+    if result.get("config") != asdict(spec.config):
+        return None, "its result was made with another configuration, training again"
+    if data_fingerprint is not None and result.get("data_fingerprint") != data_fingerprint:
+        return None, (f"its result was made with other data (fingerprint {result.get('data_fingerprint')}, "
+                      f"now {data_fingerprint}), training again")
+    return result, ""
+
+
+def _write_sweep_results(wd: Workdir, dataset: str, runs: list[dict], planned: int, fp: str | None) -> None:
+    """Write the dataset's sweep results, or remove a stale file when no run of this sweep has finished."""
+    path = wd.sweep_results(dataset)
+    if runs:
+        write_json(path, {"updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "data_fingerprint": fp,
+                          "planned": planned, "runs": runs})
+    else:
+        path.unlink(missing_ok=True)
 
 
 def run_sweep(workdir: str | Path, specs: Sequence[RunSpec], *, client=None,
@@ -83,14 +134,21 @@ def run_sweep(workdir: str | Path, specs: Sequence[RunSpec], *, client=None,
     receives one line per run: its test loss, and the time it took with an estimate of the time left.
     """
     wd = Workdir(workdir)
+    datasets = list(dict.fromkeys(s.dataset for s in specs))
+    for d in datasets:
+        remove_partial_files(wd.runs_dir(d))
+    fps = {d: current_fingerprint(wd, d) for d in datasets}
+    planned = {d: sum(s.dataset == d for s in specs) for d in datasets}
     results: dict[str, dict] = {}
     pending = []
     for spec in specs:
-        done = finished_result(wd, spec)
+        done, why = finished_result(wd, spec, fps[spec.dataset])
         if done is not None:
             results[_key(spec)] = done
         else:
             pending.append(spec)
+            if log and why != "not trained yet":
+                log(f"{_key(spec)}: {why}")
     cost = {_key(s): s.config.token_budget * _flops_per_token(s.config) for s in pending}
     remaining, spent, start = sum(cost.values()), 0.0, time.perf_counter()
     for i, spec in enumerate(s for s in specs if _key(s) in results):
@@ -98,12 +156,17 @@ def run_sweep(workdir: str | Path, specs: Sequence[RunSpec], *, client=None,
             log(f"[{i + 1}/{len(specs)}] {_key(spec)}: test {results[_key(spec)]['test_loss']:.4f} nats/char "
                 "(finished earlier)")
 
+    def write_index(dataset: str) -> None:
+        mine = [results[_key(s)] for s in specs if s.dataset == dataset and _key(s) in results]
+        _write_sweep_results(wd, dataset, mine, planned[dataset], fps[dataset])
+
+    for dataset in datasets:  # the index lists this sweep's finished runs only, from the start
+        write_index(dataset)
+
     def record(spec: RunSpec, result: dict) -> None:
         nonlocal remaining, spent
         results[_key(spec)] = result
-        for dataset in {s.dataset for s in specs}:
-            mine = [r for k, r in results.items() if k.split("/")[0] == dataset]
-            write_json(wd.sweep_results(dataset), {"updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": mine})
+        write_index(spec.dataset)
         remaining -= cost[_key(spec)]
         spent += cost[_key(spec)]
         elapsed = time.perf_counter() - start
@@ -178,18 +241,29 @@ def train_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None, a
     ``scheduler_address`` connects to an existing one (e.g. ``tcp://host:8786``).
     """
     wd = Workdir(workdir)
-    datasets = list(datasets) if datasets else wd.datasets("tokens")
+    datasets = as_optional_list("datasets", datasets) or wd.datasets("tokens")
     if not datasets:
         wd.require(wd.tokens_meta("<dataset>"))
-    for d in datasets:
-        wd.require(wd.tokens_meta(d))
-    if n_workers < 1:
-        raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+    archs = as_list("archs", archs, allowed=SIZE_GRIDS)
+    sizes = as_list("sizes", sizes)
+    as_int("seed", seed)
+    as_int("n_workers", n_workers, minimum=1)
+    plan = dict(plan or {})
+    for key in ("extra_seed_sizes", "data_sizes"):
+        if key in plan:
+            plan[key] = as_list(key, plan[key], allow_empty=True)
+    if "data_budgets" in plan:
+        plan["data_budgets"] = [as_int("data_budgets", b, minimum=1)
+                                for b in as_list("data_budgets", plan["data_budgets"], item=int, allow_empty=True)]
+    if "extra_seeds" in plan:
+        as_int("extra_seeds", plan["extra_seeds"], minimum=0)
     device = train_kwargs.get("device", "auto")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but torch sees no CUDA device; use 'auto' or 'cpu'")
     train_kwargs.setdefault("threads", 1)  # one thread per run: deterministic, and runs go in parallel
-    specs = plan_runs(datasets, archs, sizes, seed, TrainConfig(**train_kwargs), **(plan or {}))
+    base = TrainConfig(**train_kwargs)
+    check_splits(wd, datasets, base.context_length)
+    specs = plan_runs(datasets, archs, sizes, seed, base, **plan)
     if scheduler_address:
         from dask.distributed import Client
 
@@ -202,6 +276,17 @@ def train_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None, a
             with Client(cluster) as client:
                 return run_sweep(wd.root, specs, client=client, log=log)
     return run_sweep(wd.root, specs, log=log)
+
+
+def check_splits(wd: Workdir, datasets: Sequence[str], context_length: int) -> None:
+    """Every split of every dataset must be longer than one context window; the error names which is not."""
+    for d in datasets:
+        wd.require(wd.tokens_meta(d))
+        for split in ("train", "val", "test"):
+            n = len(np.load(wd.require(wd.tokens(d, split)), mmap_mode="r"))
+            if n < context_length + 2:
+                raise ValueError(f"context_length={context_length} is too long for dataset {d!r}: its {split} split "
+                                 f"has {n} tokens, and training needs at least context_length + 2")
 
 
 def runs_table(results: Sequence[dict]):

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .models import build_model, non_embedding_parameters, total_parameters
-from .workdir import atomic_write
+from .workdir import CorruptArtifactError, atomic_write, load_torch, move_aside
 
 NATS_TO_BITS = 1.0 / math.log(2.0)
 
@@ -145,11 +145,41 @@ def git_commit() -> str | None:
         return None
 
 
-def _state(model, optimizer, step, gen, curve, best, cfg) -> dict:
+def _state(model, optimizer, step, gen, curve, best, cfg, data_fingerprint) -> dict:
     return {
-        "config": asdict(cfg), "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "batch_rng": gen.get_state(), "torch_rng": torch.get_rng_state(), "curve": curve, "best": best,
+        "config": asdict(cfg), "data_fingerprint": data_fingerprint, "step": step, "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "batch_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
+        "curve": curve, "best": best,
     }
+
+
+def load_resume_state(run_dir: Path, cfg: TrainConfig, data_fingerprint: str | None, device: torch.device,
+                      log: Callable[[str], None] | None = print) -> dict | None:
+    """The checkpoint of an interrupted run, if it was made with the same configuration and data.
+
+    A checkpoint (or its ``best.pt``) that cannot be read is moved aside as ``*.corrupt``; one made with
+    another configuration or other data is ignored. Either way the run starts from scratch, and ``log``
+    says why."""
+    ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
+    if not ckpt_path.exists():
+        return None
+    try:
+        state = load_torch(ckpt_path, map_location=device)
+        if state["best"]["step"] > 0:
+            load_torch(best_path, map_location="cpu")
+    except (CorruptArtifactError, FileNotFoundError, KeyError, TypeError) as err:
+        for path in (ckpt_path, best_path):
+            if path.exists():
+                move_aside(path)
+        if log:
+            log(f"{run_dir.name}: {err}; moved aside as *.corrupt, training from scratch")
+        return None
+    if state["config"] != asdict(cfg) or state.get("data_fingerprint") != data_fingerprint:
+        if log:
+            what = "configuration" if state["config"] != asdict(cfg) else "data"
+            log(f"{run_dir.name}: the checkpoint was made with another {what}; training from scratch")
+        return None
+    return state
 
 
 def _save(obj: dict, path: Path) -> None:
@@ -180,6 +210,8 @@ def train(
     *,
     progress: bool = False,
     callback: Callable[[dict], None] | None = None,
+    data_fingerprint: str | None = None,
+    log: Callable[[str], None] | None = print,
 ) -> dict:
     """Train ``cfg.arch``/``cfg.size`` on ``tokens['train']`` for ``cfg.token_budget`` tokens.
 
@@ -187,6 +219,8 @@ def train(
     at each evaluation) and ``best.pt`` (best-validation weights) under ``run_dir`` and returns the run
     record (also what :mod:`musicscale.sweep` saves as ``result.json``). ``callback`` is called with each
     evaluation record after the checkpoint is written (progress reporting; tests interrupt there).
+    ``data_fingerprint`` identifies the token streams (:func:`musicscale.datasets.data_fingerprint`): a
+    checkpoint is resumed only if it was made with the same configuration and the same data.
     """
     run_dir = Path(run_dir)
     for split in ("train", "val", "test"):
@@ -207,15 +241,14 @@ def train(
     step, curve, best = 0, [], {"val_loss": math.inf, "step": 0, "tokens": 0}
     wall_before = 0.0
     ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
-    if ckpt_path.exists():  # resume
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["config"] == asdict(cfg):
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            gen.set_state(state["batch_rng"])
-            torch.set_rng_state(state["torch_rng"])
-            step, curve, best = state["step"], state["curve"], state["best"]
-            wall_before = state.get("wall_time_s", 0.0)
+    state = load_resume_state(run_dir, cfg, data_fingerprint, device, log)
+    if state is not None:  # resume
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        gen.set_state(state["batch_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        step, curve, best = state["step"], state["curve"], state["best"]
+        wall_before = state.get("wall_time_s", 0.0)
 
     total = cfg.total_steps
     eval_steps = sorted({max(1, round(total * (i + 1) / cfg.n_evals)) for i in range(cfg.n_evals)})
@@ -249,9 +282,9 @@ def train(
             if val < best["val_loss"]:
                 best = {"val_loss": val, "step": step, "tokens": tokens_seen}
                 _save({"arch": cfg.arch, "size": cfg.size, "vocab_size": vocab_size,
-                       "context_length": cfg.context_length, "step": step, "model": model.state_dict()},
-                      best_path)
-            state = _state(model, optimizer, step, gen, curve, best, cfg)
+                       "context_length": cfg.context_length, "step": step, "model": model.state_dict(),
+                       "config": asdict(cfg), "data_fingerprint": data_fingerprint}, best_path)
+            state = _state(model, optimizer, step, gen, curve, best, cfg, data_fingerprint)
             state["wall_time_s"] = clock.seconds
             _save(state, ckpt_path)
             bar.set_postfix(val=f"{val:.3f}")
@@ -261,7 +294,11 @@ def train(
     bar.close()
     clock.lap()
 
-    best_state = torch.load(best_path, map_location=device, weights_only=False)
+    try:
+        best_state = load_torch(best_path, map_location=device)
+    except CorruptArtifactError:
+        move_aside(best_path)  # the next attempt sees no best.pt and trains the run again from scratch
+        raise
     model.load_state_dict(best_state["model"])
     test = evaluate(model, data["test"], cfg.context_length, device=device)
     tokens_seen = total * cfg.batch_tokens
@@ -270,7 +307,7 @@ def train(
     return {
         "run": f"{cfg.arch}-{cfg.size}-s{cfg.seed}",
         "arch": cfg.arch, "size": cfg.size, "seed": cfg.seed,
-        "config": asdict(cfg),
+        "config": asdict(cfg), "data_fingerprint": data_fingerprint,
         "params_non_embedding": n_params, "params_total": total_parameters(model),
         "flops_per_token": flops_per_token, "tokens_seen": tokens_seen, "flops": tokens_seen * flops_per_token,
         "steps": total, "wall_time_s": wall, "tokens_per_s": tokens_seen / wall if wall > 0 else None,

@@ -8,12 +8,15 @@ Every stage writes under one ``workdir``::
     results/experiment_results.json, *.png                        (04_analyze)
     generated/<dataset>/<arch>-<size>/{samples.jsonl,metrics.json,*.svg,*.wav}  (05_generate)
 
-Files are written to a temporary name in the same folder, flushed, fsynced and renamed, so a reader
-never sees half a file and an interrupted stage leaves the previous version intact.
+Files are written to a temporary name in the same folder (``.<name>.partial-*``), flushed, fsynced and
+renamed, so a reader never sees half a file and an interrupted stage leaves the previous version intact;
+:func:`remove_partial_files` clears what a killed process left behind. :func:`fingerprint` hashes the
+inputs of an artifact, so that a cached artifact is reused only when its inputs are the same.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -47,6 +50,7 @@ class Workdir:
 
     def __init__(self, root: str | os.PathLike[str]):
         object.__setattr__(self, "root", Path(root).expanduser())
+        check_folder(self.root, "workdir")
 
     def data_dir(self, dataset: str) -> Path:
         return self.root / "data" / dataset
@@ -106,12 +110,69 @@ class Workdir:
         )
 
 
+def check_folder(path: Path, name: str) -> None:
+    """Raise NotADirectoryError naming ``name`` if ``path`` or one of its ancestors is not a folder."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise NotADirectoryError(f"{name}={str(path)!r}: {p} is a file, not a folder")
+            return
+
+
+PARTIAL = ".partial-"  # in the name of every temporary file of an atomic write
+
+
+def remove_partial_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that an interrupted atomic write left under ``folder``; return them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.rglob(f".*{PARTIAL}*") if p.is_file()]
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found
+
+
+def move_aside(path: Path) -> Path:
+    """Rename an unreadable artifact to ``<name>.corrupt`` (replacing an older one) and return the new path."""
+    target = path.with_name(path.name + ".corrupt")
+    os.replace(path, target)
+    return target
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short SHA-256 of JSON-able values and numpy arrays: equal inputs, equal fingerprints."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(f"array {part.dtype.str} {part.shape}".encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, (bytes, bytearray)):
+            h.update(b"bytes")
+            h.update(part)
+        else:
+            h.update(json.dumps(_json_safe(part), sort_keys=True).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def file_fingerprint(path: str | os.PathLike[str]) -> str:
+    """A short SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{PARTIAL}", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -149,13 +210,31 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return write_text(path, json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n")
 
 
+class CorruptArtifactError(ValueError):
+    """An artifact exists but cannot be read; the message names it."""
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON file, naming the file if it is not valid JSON."""
+    """Read a JSON file, naming the file if it is not valid UTF-8 JSON."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON (line {err.lineno}): {err.msg}") from err
+        raise CorruptArtifactError(f"{path}: not valid JSON (line {err.lineno}): {err.msg}") from err
+    except UnicodeDecodeError as err:
+        raise CorruptArtifactError(f"{path}: not valid JSON (not UTF-8 text at byte {err.start})") from err
+
+
+def load_torch(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict:
+    """``torch.load`` a checkpoint, raising :class:`CorruptArtifactError` naming the file if it is damaged."""
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # a truncated zip, an empty file, a pickle error: all mean "damaged"
+        raise CorruptArtifactError(f"{path}: cannot be read ({type(err).__name__}: {err})") from err
 
 
 def _json_safe(obj: Any) -> Any:

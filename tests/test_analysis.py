@@ -23,7 +23,8 @@ def fake_run(arch, size, seed, budget, rng):
     test = law(arch, n, budget) * (1 + 0.002 * rng.standard_normal())
     return {"dataset": "toy", "arch": arch, "size": size, "seed": seed, "run": f"{arch}-{size}-s{seed}-t{budget}",
             "params_non_embedding": int(n), "tokens_seen": budget, "flops": 6 * n * budget, "curve": curve,
-            "test_loss": float(test), "test_bpc": float(test / np.log(2)), "best_val_loss": float(test)}
+            "test_loss": float(test), "test_bpc": float(test / np.log(2)), "best_val_loss": float(test),
+            "data_fingerprint": "toy-data"}
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def toy_workdir(tmp_path):
              for b in (250_000, 500_000)]
     wd = Workdir(tmp_path)
     write_json(wd.sweep_results("toy"), {"runs": runs})
-    write_json(wd.tokens_meta("toy"), {"vocab_size": 40, "entropy_rate": {"test": 1.25}})
+    write_json(wd.tokens_meta("toy"), {"vocab_size": 40, "entropy_rate": {"test": 1.25}, "fingerprint": "toy-data"})
     return wd
 
 
@@ -63,7 +64,7 @@ def test_analysis_writes_the_contract_and_recovers_the_law(toy_workdir):
 
 
 def test_losses_below_the_exact_entropy_rate_are_flagged(toy_workdir):
-    write_json(toy_workdir.tokens_meta("toy"), {"vocab_size": 40, "entropy_rate": {"test": 2.5}})
+    write_json(toy_workdir.tokens_meta("toy"), {"vocab_size": 40, "entropy_rate": {"test": 2.5}, "fingerprint": "toy-data"})
     with pytest.warns(RuntimeWarning, match="below the entropy floor"):
         results = analysis.analyze(toy_workdir.root, n_boot=0)
     assert len(results["datasets"]["toy"]["below_floor"]) > 0

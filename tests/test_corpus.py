@@ -71,7 +71,7 @@ def test_load_counts_files_tunes_and_drops(tmp_path):
     # b.abc repeats tune 18 with other headers, spacing and bar lines, and adds a tune without K:
     write(tmp_path, "b.abc", "X:3\nT:Copy\nM:4/4\nK:D\n|: DFAd fdAF | GBdg fdAF :|\n\nX:4\nT:No key\nABC|\n")
     write(tmp_path, "c.abc", "% just a comment, no tunes\n")
-    (tmp_path / "d.abc").write_bytes(b"\xff\xfe\x00X:1\nK:G\nGAB|\n")
+    (tmp_path / "d.abc").write_bytes(b"\x80\x81\xfe\x00X:1\nK:G\nGAB|\n")  # not text
     result = load_abc_corpus(str(tmp_path / "*.abc"))
     r = result.report
     assert r["files_read"] == 3 and r["tunes_found"] == 4

@@ -38,10 +38,10 @@ def test_data_and_tokenize_stages_on_user_files(tmp_path):
     (abc / "a.abc").write_text(tunes)
     wd = Workdir(tmp_path / "work")
     report = datasets.prepare_dataset(wd.root, str(abc / "*.abc"), seed=3)
-    assert report["dataset"] == "custom" and report["duplicates_removed"] == 8  # 4 distinct bodies
+    assert report["dataset"] == "tunes" and report["duplicates_removed"] == 8  # 4 distinct bodies
     assert sum(s["tunes"] for s in report["splits"].values()) == 4
-    assert read_json(wd.corpus_report("custom"))["seed"] == 3
+    assert read_json(wd.corpus_report("tunes"))["seed"] == 3
     (meta,) = datasets.tokenize_datasets(wd.root)
-    assert meta["dataset"] == "custom" and meta["vocab_size"] == len(meta["vocabulary"])
+    assert meta["dataset"] == "tunes" and meta["vocab_size"] == len(meta["vocabulary"])
     assert all(m["tokens"] == m["predicted_tokens"] + 1 for m in meta["splits"].values())
-    assert "T:" not in datasets.first_tune(wd.root, "custom")
+    assert "T:" not in datasets.first_tune(wd.root, "tunes")
