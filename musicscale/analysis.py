@@ -35,8 +35,7 @@ def load_sweep(workdir: str | Path, datasets: Sequence[str] | None = None) -> di
     from .sweep import current_fingerprint
 
     wd = Workdir(workdir)
-    names = as_optional_list("datasets", datasets) or [d for d in wd.datasets("runs")
-                                                       if wd.sweep_results(d).exists()]
+    names = as_optional_list("datasets", datasets) or wd.datasets("runs")
     if not names:
         raise NoRunsError(f"no finished runs under {wd.root / 'runs'}: run notebooks/03_train.ipynb first "
                           f"(with the same workdir={str(wd.root)!r})")

@@ -78,15 +78,17 @@ def current_fingerprint(workdir: Workdir, dataset: str) -> str:
 
 
 def run_one(workdir: str | Path, spec: RunSpec, progress: bool = False) -> dict:
-    """Train one run (resuming if a checkpoint exists) and write its ``result.json``."""
+    """Train one run (resuming if a checkpoint exists) and write its ``result.json``. The returned record
+    also holds ``_notes``, what the trainer said about the checkpoint it found (for the sweep's log)."""
     wd = Workdir(workdir)
     tokens, meta = load_tokens(wd, spec.dataset)
     run_dir = wd.run_dir(spec.dataset, spec.name)
+    notes: list[str] = []
     result = train(spec.config, tokens, meta["vocab_size"], run_dir, progress=progress,
-                   data_fingerprint=meta["fingerprint"])
+                   data_fingerprint=meta["fingerprint"], log=notes.append)
     result.update(dataset=spec.dataset, run=spec.name, entropy_rate=meta.get("entropy_rate"))
     write_json(run_dir / "result.json", result)
-    return result
+    return {**result, "_notes": notes}
 
 
 def finished_result(workdir: Workdir, spec: RunSpec, data_fingerprint: str | None = None) -> tuple[dict | None, str]:
@@ -165,6 +167,9 @@ def run_sweep(workdir: str | Path, specs: Sequence[RunSpec], *, client=None,
 
     def record(spec: RunSpec, result: dict) -> None:
         nonlocal remaining, spent
+        for note in result.pop("_notes", []):
+            if log:
+                log(f"{spec.dataset}/{note}")
         results[_key(spec)] = result
         write_index(spec.dataset)
         remaining -= cost[_key(spec)]

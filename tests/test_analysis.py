@@ -64,7 +64,8 @@ def test_analysis_writes_the_contract_and_recovers_the_law(toy_workdir):
 
 
 def test_losses_below_the_exact_entropy_rate_are_flagged(toy_workdir):
-    write_json(toy_workdir.tokens_meta("toy"), {"vocab_size": 40, "entropy_rate": {"test": 2.5}, "fingerprint": "toy-data"})
+    meta = {"vocab_size": 40, "entropy_rate": {"test": 2.5}, "fingerprint": "toy-data"}
+    write_json(toy_workdir.tokens_meta("toy"), meta)
     with pytest.warns(RuntimeWarning, match="below the entropy floor"):
         results = analysis.analyze(toy_workdir.root, n_boot=0)
     assert len(results["datasets"]["toy"]["below_floor"]) > 0
