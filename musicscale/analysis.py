@@ -229,7 +229,7 @@ def fits_table(results: dict):
     for d, ds in results["datasets"].items():
         for arch, f in ds["fits"].items():
             rows.append({"dataset": d, "arch": arch, "runs": f["n_runs"], "alpha": format_ci(f, "alpha"),
-                         "a": format_ci(f, "a", ".3g"), "c": format_ci(f, "c"), "r2": f.get("r2"),
+                         "a": format_ci(f, "a", ".2e"), "c": format_ci(f, "c"), "r2": f.get("r2"),
                          "extrap": f.get("extrapolation_rel_error"), "h": ds.get("entropy_rate")})
     return markdown_table(rows, [
         ("dataset", "dataset", None), ("arch", "arch", None), ("runs", "runs", None),

@@ -1,33 +1,16 @@
-"""Shared fixtures: a small tokenized dataset in a temporary workdir."""
+"""Shared fixtures: a small tokenized dataset in a temporary workdir; the smoke report, built once."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
+from toy_data import markov_tunes
 
+from musicscale.pipeline import ROOT, run_pipeline
 from musicscale.tokenizer import CharTokenizer
 from musicscale.workdir import Workdir, write_json
-
-TUNES = [
-    "X:1\nM:4/4\nL:1/8\nK:G\n|:GABc dedB|dedB dedB|c2ec B2dB|c2A2 A2BA:|",
-    "X:1\nM:6/8\nL:1/8\nK:D\n|:A|dfa afd|ecA ABc|dfa afd|e3 d2:|",
-    "X:1\nM:3/4\nL:1/8\nK:Em\n|:E2 G2 B2|e4 d2|B2 A2 G2|F6:|",
-]
-
-
-def markov_tunes(n: int, seed: int) -> list[str]:
-    """Tunes from a fixed first-order Markov chain over a few characters: learnable structure."""
-    rng = np.random.default_rng(seed)
-    alphabet = list("ABCDEFG|2 ")
-    trans = np.random.default_rng(123).dirichlet(np.full(len(alphabet), 0.2), size=len(alphabet))
-    tunes = []
-    for _ in range(n):
-        state, chars = rng.integers(len(alphabet)), []
-        for _ in range(rng.integers(40, 80)):
-            state = rng.choice(len(alphabet), p=trans[state])
-            chars.append(alphabet[state])
-        tunes.append("X:1\nK:G\n" + "".join(chars))
-    return tunes
 
 
 @pytest.fixture
@@ -41,3 +24,17 @@ def tokenized_workdir(tmp_path):
         np.save(wd.tokens("markov", name), tok.encode_tunes(tunes))
     write_json(wd.tokens_meta("markov"), {"vocab_size": tok.vocab_size, "vocabulary": tok.itos})
     return wd
+
+
+@pytest.fixture(scope="session")
+def smoke_report(tmp_path_factory):
+    """The smoke profile run end to end (five notebooks, book built with warnings as errors) in a temporary
+    copy of the book's sources; returns ``(root, timings)``, the artifacts under ``root / "work"``."""
+    root = tmp_path_factory.mktemp("report")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, root / name)
+    (root / "book").mkdir()
+    for page in (ROOT / "book").glob("*.md"):
+        shutil.copy(page, root / "book" / page.name)
+    timings = run_pipeline("smoke", root / "work", root=root)
+    return root, timings

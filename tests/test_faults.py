@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import markov_tunes
+from toy_data import markov_tunes
 
 from musicscale import analysis, datasets, generate, pipeline, sweep
 from musicscale.__main__ import main

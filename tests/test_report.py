@@ -1,27 +1,12 @@
 """End to end: the smoke profile executes the five notebooks with papermill and builds the book with
-warnings as errors, in a temporary copy of the book's sources."""
+warnings as errors, in a temporary copy of the book's sources (the ``smoke_report`` fixture)."""
 
 import re
-import shutil
 
-import pytest
-
-from musicscale.pipeline import ROOT, STAGES, run_pipeline
+from musicscale.pipeline import STAGES
 from musicscale.workdir import Workdir, read_json
 
 SEED_OUTPUTS = ("scaling_laws.png", "architecture_comparison.png", "training_curves.png", "experiment_results.json")
-
-
-@pytest.fixture(scope="module")
-def smoke_report(tmp_path_factory):
-    root = tmp_path_factory.mktemp("report")
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(ROOT / name, root / name)
-    (root / "book").mkdir()
-    for page in (ROOT / "book").glob("*.md"):
-        shutil.copy(page, root / "book" / page.name)
-    timings = run_pipeline("smoke", root / "work", root=root)
-    return root, timings
 
 
 def test_book_has_every_page_with_computed_findings(smoke_report):

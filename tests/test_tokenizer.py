@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import TUNES
+from toy_data import TUNES
 
 from musicscale.tokenizer import EOT, UNK, CharTokenizer, unigram_entropy
 

@@ -1,0 +1,26 @@
+"""Small ABC corpora for the unit tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+TUNES = [
+    "X:1\nM:4/4\nL:1/8\nK:G\n|:GABc dedB|dedB dedB|c2ec B2dB|c2A2 A2BA:|",
+    "X:1\nM:6/8\nL:1/8\nK:D\n|:A|dfa afd|ecA ABc|dfa afd|e3 d2:|",
+    "X:1\nM:3/4\nL:1/8\nK:Em\n|:E2 G2 B2|e4 d2|B2 A2 G2|F6:|",
+]
+
+
+def markov_tunes(n: int, seed: int) -> list[str]:
+    """Tunes from a fixed first-order Markov chain over a few characters: learnable structure."""
+    rng = np.random.default_rng(seed)
+    alphabet = list("ABCDEFG|2 ")
+    trans = np.random.default_rng(123).dirichlet(np.full(len(alphabet), 0.2), size=len(alphabet))
+    tunes = []
+    for _ in range(n):
+        state, chars = rng.integers(len(alphabet)), []
+        for _ in range(rng.integers(40, 80)):
+            state = rng.choice(len(alphabet), p=trans[state])
+            chars.append(alphabet[state])
+        tunes.append("X:1\nK:G\n" + "".join(chars))
+    return tunes
