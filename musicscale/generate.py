@@ -140,29 +140,39 @@ def validity_table(summaries: Sequence[dict]):
 
     return markdown_table(summaries, [
         ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None),
-        ("params_non_embedding", "N", ","), ("n", "samples", None), ("share_parses", "parses", ".0%"),
+        ("params_non_embedding", "N (non-emb.)", ","), ("n", "samples", None), ("share_parses", "parses", ".0%"),
         ("share_headers_ok", "headers ok", ".0%"), ("pooled_bar_accuracy", "bars correct", ".1%"),
         ("share_novel", "novel", ".0%"), ("share_degenerate", "degenerate", ".0%"),
         ("degenerate", "degenerate by kind", lambda d: ", ".join(f"{k} {v}" for k, v in d.items() if v) or "—")])
 
 
 N_BEST_LARGEST = 3  # samples shown for the largest model of each architecture; one for every other size
+MAX_PAGE_BYTES = 1_800_000  # the gallery's share of the generate page, which must stay under 2 MB
 
 
 def gallery(workdir: str | Path, summaries: Sequence[dict], dataset: str, *, sample_rate: int = music.AUDIO_RATE,
-            max_seconds: float = 12.0, timeout: float = 30.0):
+            max_seconds: float = 12.0, timeout: float = 30.0, max_bytes: int = MAX_PAGE_BYTES):
     """HTML gallery of one dataset: how samples were chosen, a real training tune, then each model's best
     samples by size (three for the largest of each architecture): sheet music (SVG), an audio player with a
     MIDI download and the raw ABC. Also saves ``best.svg``/``best.ogg``/``best.mid`` per model."""
     from IPython.display import HTML
 
+    caption, items = _gallery_items(workdir, summaries, dataset, sample_rate, max_seconds, timeout)
+    _fit_budget(items, max_bytes - len(caption))
+    return HTML(caption + "\n" + music.gallery_html(items))
+
+
+def _gallery_items(workdir: str | Path, summaries: Sequence[dict], dataset: str, sample_rate: int,
+                   max_seconds: float, timeout: float) -> tuple[str, list[dict]]:
+    """The caption and the items of one dataset's gallery, each with a ``priority`` (0 the real tune, 1 a
+    model's best sample, 2 the further samples of the largest models)."""
     wd = Workdir(workdir)
     reference = corpus.read_split(wd.require(wd.split_text(dataset, SPLITS[0])))[0]
     min_bars = realistic_bars(corpus.read_split(wd.require(wd.split_text(dataset, "test"))))
     caption = (f"<p class='musicscale-caption'>A sample qualifies when the model closed the tune, music21 parses it "
                f"and it has at least {min_bars} checked bars (the lower quartile of real test tunes of "
                f"<em>{html.escape(dataset)}</em>). Qualifying samples are ranked by the share of correct bars, then "
-               f"valid headers, novelty and length; the largest model of each architecture shows its "
+               f"valid headers, novelty and length; the largest model of each architecture shows up to its "
                f"{N_BEST_LARGEST} best, every other size its best. Where no sample qualifies, the one closest to "
                f"qualifying is shown and says so.</p>")
     items = [_item("A real training tune, for reference", reference, None, None, sample_rate, max_seconds, timeout)]
@@ -172,16 +182,32 @@ def gallery(workdir: str | Path, summaries: Sequence[dict], dataset: str, *, sam
     for s in models:
         samples = read_samples(workdir, dataset, s["run"])
         ranked, n_ok = rank_samples(samples, min_bars)
-        shown = ranked[:N_BEST_LARGEST if largest[s["arch"]] == s["run"] else 1]
+        k = N_BEST_LARGEST if largest[s["arch"]] == s["run"] else 1
+        shown = ranked[:max(1, min(k, n_ok))]  # only qualifying samples, or the single closest one
         title = f"{s['arch']} {s['size']} (N = {s['params_non_embedding']:,}, test loss {s['test_loss']:.3f} nats/char)"
         for rank, sample in enumerate(shown, 1):
             note = f"{n_ok} of {len(samples)} samples qualified"
-            note += (f"; this is the best of them ({rank} of {len(shown)} shown)." if qualifies(sample, min_bars) else
+            note += (f"; this is number {rank} of the {len(shown)} best shown." if qualifies(sample, min_bars) else
                      f"; shown instead: the sample closest to qualifying ({_shortfall(sample, min_bars)}).")
             out = wd.generated_dir(dataset, s["run"]) if rank == 1 else None
-            items.append(_item(title, sample["text"], sample["metrics"], out, sample_rate, max_seconds, timeout,
-                               note))
-    return HTML(caption + "\n" + music.gallery_html(items))
+            items.append({**_item(title, sample["text"], sample["metrics"], out, sample_rate, max_seconds, timeout,
+                                  note), "priority": 1 if rank == 1 else 2})
+    items[0]["priority"] = 0
+    return caption, items
+
+
+def _fit_budget(items: list[dict], max_bytes: int) -> None:
+    """Leave out sheet music, least important first (further samples, then best samples from the smallest
+    model up), until the gallery's HTML fits in ``max_bytes``; each item that loses its score says so."""
+    order = sorted(range(len(items)), key=lambda i: (-items[i].get("priority", 1), i))
+    size = len(music.gallery_html(items))
+    for i in order:
+        if size <= max_bytes:
+            return
+        if items[i].get("svg"):
+            size -= len(items[i]["svg"])
+            items[i]["svg"] = None
+            items[i]["svg_note"] = "sheet music left out to keep this page under 2 MB (the ABC below has it all)"
 
 
 def _shortfall(sample: dict, min_bars: int) -> str:
@@ -216,8 +242,10 @@ def galleries(workdir: str | Path, summaries: Sequence[dict], **kwargs):
     """The gallery of every dataset, one section each."""
     from IPython.display import HTML
 
+    max_bytes = kwargs.pop("max_bytes", MAX_PAGE_BYTES)
     datasets = list(dict.fromkeys(s["dataset"] for s in summaries))
-    return HTML("\n".join(f"<h3>{d}</h3>\n" + gallery(workdir, summaries, d, **kwargs).data for d in datasets))
+    return HTML("\n".join(f"<h3>{d}</h3>\n" + gallery(workdir, summaries, d, max_bytes=max_bytes // len(datasets),
+                                                        **kwargs).data for d in datasets))
 
 
 def figure_path(workdir: str | Path) -> Path:

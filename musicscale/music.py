@@ -418,6 +418,7 @@ VEROVIO_OPTIONS = {
     "header": "none",
     "footer": "none",
     "svgViewBox": True,  # the SVG scales with its container
+    "svgFormatRaw": True,  # no indentation: a third smaller
 }
 _TEST_HOOK = "MUSICSCALE_RENDER_TEST_HOOK"  # "abort" or "hang": lets tests crash the worker
 
@@ -482,7 +483,7 @@ def render_svg(abc_text: str, timeout: float = 20.0) -> str | None:
 GM_PROGRAM = 40  # General MIDI violin: the folk fiddle
 SOUNDFONT = "TimGM6mb.sf2"  # the General MIDI SoundFont shipped in pretty_midi's wheel
 AUDIO_RATE = 24000  # Hz; one of Opus's native rates
-OPUS_COMPRESSION = 0.95  # libsndfile's compression level: about 24 kbit/s, 3 KB a second
+OPUS_COMPRESSION = 0.97  # libsndfile's compression level: about 13 kbit/s, 1.6 KB a second
 _OGG_SERIAL = 1  # libsndfile draws a random Ogg stream serial number; a fixed one makes the bytes repeatable
 
 
@@ -495,8 +496,8 @@ def soundfont_path() -> Path:
 
 def score_to_midi(score_or_abc: Any, program: int = GM_PROGRAM, bpm: float = 120.0) -> bytes | None:
     """A Standard MIDI File of the tune (a music21 score or ABC text), repeats played, every part on GM
-    ``program``; None if it has no notes."""
-    from music21 import instrument, midi, tempo
+    ``program``; None if it has no notes or music21 cannot write it."""
+    from music21 import midi
 
     score = parse_abc(score_or_abc).score if isinstance(score_or_abc, str) else score_or_abc
     if score is None:
@@ -508,17 +509,40 @@ def score_to_midi(score_or_abc: Any, program: int = GM_PROGRAM, bpm: float = 120
             score = copy.deepcopy(score)  # malformed repeats: play it through once
         if not score.flatten().notes:
             return None
-        parts = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
-        for part in parts:
-            for old in list(part.recurse().getElementsByClass(instrument.Instrument)):
-                part.remove(old, recurse=True)
-            player = instrument.Instrument()
-            player.midiProgram = program
-            part.insert(0, player)
-        for mark in list(score.recurse().getElementsByClass(tempo.MetronomeMark)):
-            score.remove(mark, recurse=True)
-        score.insert(0, tempo.MetronomeMark(number=bpm))
-        return midi.translate.streamToMidiFile(score).writestr()
+        # music21 cannot export some scores (a meter found twice); then the notes alone, in one part
+        for attempt in (score, _notes_only(score)):
+            try:
+                return midi.translate.streamToMidiFile(_on_program(attempt, program, bpm)).writestr()
+            except Exception:
+                continue
+    return None
+
+
+def _on_program(score: Any, program: int, bpm: float) -> Any:
+    """``score`` with every part on GM ``program`` at ``bpm`` quarter notes a minute (changed in place)."""
+    from music21 import instrument, tempo
+
+    parts = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
+    for part in parts:
+        for old in list(part.recurse().getElementsByClass(instrument.Instrument)):
+            part.remove(old, recurse=True)
+        player = instrument.Instrument()
+        player.midiProgram = program
+        part.insert(0, player)
+    for mark in list(score.recurse().getElementsByClass(tempo.MetronomeMark)):
+        score.remove(mark, recurse=True)
+    score.insert(0, tempo.MetronomeMark(number=bpm))
+    return score
+
+
+def _notes_only(score: Any) -> Any:
+    """A one-part score of the notes and chords of ``score`` at their offsets, without meters or keys."""
+    from music21 import stream
+
+    part = stream.Part()
+    for note in score.flatten().notes:
+        part.insert(note.offset, copy.deepcopy(note))
+    return stream.Score([part])
 
 
 @lru_cache(maxsize=1)
@@ -604,8 +628,9 @@ def gallery_html(items: Sequence[dict]) -> str:
     """One HTML block per tune: title, optional note, inline SVG, an offline <audio> player (Ogg Opus) with
     a MIDI download link beside it, metrics and the ABC.
 
-    Each item has ``title``, ``svg`` (str or None), ``abc``, optionally ``note``, ``audio`` and ``midi``
-    (bytes, or ``audio_path``/``midi_path``) and ``metrics``. The output depends only on the items.
+    Each item has ``title``, ``svg`` (str or None), ``abc``, optionally ``note``, ``svg_note`` (why there
+    is no score), ``audio`` and ``midi`` (bytes, or ``audio_path``/``midi_path``) and ``metrics``.
+    The output depends only on the items.
     """
     blocks = []
     for item in items:
@@ -614,7 +639,10 @@ def gallery_html(items: Sequence[dict]) -> str:
         if item.get("note"):
             parts.append(f"<p class='musicscale-note'>{html.escape(item['note'])}</p>")
         svg = item.get("svg")
-        parts.append(f"<div class='musicscale-score'>{svg}</div>" if svg else NOT_RENDERED)
+        if svg:
+            parts.append(f"<div class='musicscale-score'>{svg}</div>")
+        else:
+            parts.append(f"<p><em>{html.escape(item['svg_note'])}</em></p>" if item.get("svg_note") else NOT_RENDERED)
         audio, midi_bytes = item.get("audio"), item.get("midi")
         if audio is None and item.get("audio_path"):
             audio = Path(item["audio_path"]).read_bytes()
@@ -622,7 +650,7 @@ def gallery_html(items: Sequence[dict]) -> str:
             midi_bytes = Path(item["midi_path"]).read_bytes()
         player = []
         if audio:
-            player.append(f"<audio controls preload='none' src='{_data_uri(audio, 'audio/ogg')}'></audio>")
+            player.append(f"<audio controls preload='metadata' src='{_data_uri(audio, 'audio/ogg')}'></audio>")
         if midi_bytes:
             player.append(f"<a download='{_slug(title)}.mid' href='{_data_uri(midi_bytes, 'audio/midi')}'>"
                           "download MIDI</a>")
