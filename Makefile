@@ -13,6 +13,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps tinysoundfont==0.3.7  # see requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 

@@ -294,17 +294,36 @@ def findings(results: dict) -> dict[str, object]:
 
 
 def glue_findings(results: dict) -> None:
-    """Glue every finding (myst-nb) so that the book's prose cites computed values, never typed ones.
-
-    Numbers are glued as plain floats or ints (a missing one as NaN), text as text."""
-    from myst_nb import glue
+    """Glue every finding (myst-nb) as formatted text, so that the book's prose cites computed values,
+    never typed ones; a missing number reads "n/a (...)" with the reason, never "nan"."""
+    from .report import glue_text
 
     for name, value in findings(results).items():
-        if value is None:
-            value = float("nan")
-        elif not isinstance(value, (str, int)):
-            value = float(value)
-        glue(name, value, display=False)
+        glue_text(name, value, _finding_spec(name), missing=_finding_missing(name))
+
+
+def _finding_spec(name: str) -> str:
+    """The display format of a finding, by its glue name."""
+    if name.endswith(("entropy_rate", "min_test")):
+        return ".4f"
+    if name.endswith("main_budget"):
+        return ","
+    if name.endswith("_pct"):
+        return ".1f"
+    if name.startswith("n_") or "_n_" in name:
+        return "d"
+    return ".3f"
+
+
+def _finding_missing(name: str) -> str:
+    """Why a finding can be missing, for the reader."""
+    if "_joint_" in name:
+        return "the joint L(N, D) fit did not converge"
+    if "_compute_" in name:
+        return "no L(C) fit"
+    if name.endswith("_pct"):
+        return "no held-out check"
+    return "the fit did not converge"
 
 
 def floor_check(results: dict):

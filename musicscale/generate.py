@@ -2,15 +2,17 @@
 
 For each dataset, the models are the main-budget runs of the first seed (one per architecture and size).
 Writes ``generated/<dataset>/<run>/samples.jsonl`` (every sample with its metrics) and ``summary.json``;
-the gallery's best sample per model is saved as ``best.svg`` and ``best.wav`` beside them.
+the gallery's best sample per model is saved as ``best.svg``, ``best.ogg`` and ``best.mid`` beside them.
 """
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import corpus, music
@@ -143,13 +145,36 @@ def read_samples(workdir: str | Path, dataset: str, run: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def best_sample(samples: Sequence[dict]) -> dict:
-    """The most musical sample: parses, valid headers, then the most correct bars, novel, longest."""
+QUARTILE = 0.25  # a sample of realistic length has at least as many checked bars as the shortest quarter of real tunes
+
+
+def realistic_bars(tunes: Sequence[str]) -> int:
+    """The fewest checked bars a sample needs to count as a whole tune: the lower quartile of the checked
+    bars of real ``tunes`` (at least 1)."""
+    counts = [music.bar_duration_stats(t)[0] for t in tunes]
+    return max(1, int(np.quantile(counts, QUARTILE, method="lower"))) if counts else 1
+
+
+def qualifies(sample: dict, min_bars: int) -> bool:
+    """A complete tune (the model closed it) that parses and has at least ``min_bars`` checked bars."""
+    m = sample["metrics"]
+    return bool(sample.get("finished", True)) and m["parses"] and m["bars_checked"] >= min_bars
+
+
+def rank_samples(samples: Sequence[dict], min_bars: int) -> tuple[list[dict], int]:
+    """(samples best first, how many qualify). Qualifying samples (:func:`qualifies`) come first, ranked by
+    bar accuracy, valid headers, novelty and length; the rest follow, the closest to qualifying first."""
     def score(s: dict) -> tuple:
         m = s["metrics"]
-        return (m["parses"], m["headers_ok"], m["degenerate"] is None, m["bar_accuracy"] or 0.0,
-                bool(m["novel"]), m["bars_checked"], -len(s["text"]))
-    return max(samples, key=score)
+        return (qualifies(s, min_bars), m["parses"], bool(s.get("finished", True)), min(m["bars_checked"], min_bars),
+                m["bar_accuracy"] or 0.0, m["headers_ok"], bool(m["novel"]), m["bars_checked"])
+    ranked = sorted(samples, key=score, reverse=True)  # stable: ties keep the sampling order
+    return ranked, sum(qualifies(s, min_bars) for s in samples)
+
+
+def best_sample(samples: Sequence[dict], min_bars: int = 1) -> dict:
+    """The most musical sample: the first of :func:`rank_samples`."""
+    return rank_samples(samples, min_bars)[0][0]
 
 
 def validity_table(summaries: Sequence[dict]):
@@ -158,50 +183,112 @@ def validity_table(summaries: Sequence[dict]):
 
     return markdown_table(summaries, [
         ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None),
-        ("params_non_embedding", "N", ","), ("n", "samples", None), ("share_parses", "parses", ".0%"),
+        ("params_non_embedding", "N (non-emb.)", ","), ("n", "samples", None), ("share_parses", "parses", ".0%"),
         ("share_headers_ok", "headers ok", ".0%"), ("pooled_bar_accuracy", "bars correct", ".1%"),
         ("share_novel", "novel", ".0%"), ("share_degenerate", "degenerate", ".0%"),
         ("degenerate", "degenerate by kind", lambda d: ", ".join(f"{k} {v}" for k, v in d.items() if v) or "—")])
 
 
-def gallery(workdir: str | Path, summaries: Sequence[dict], dataset: str, *, sample_rate: int = 11025,
-            max_seconds: float = 12.0, timeout: float = 30.0):
-    """HTML gallery of one dataset: a real training tune, then each model's best sample, by size:
-    sheet music (SVG), an audio player and the raw ABC. Also saves ``best.svg``/``best.wav``."""
+N_BEST_LARGEST = 3  # samples shown for the largest model of each architecture; one for every other size
+MAX_PAGE_BYTES = 1_800_000  # the gallery's share of the generate page, which must stay under 2 MB
+
+
+def gallery(workdir: str | Path, summaries: Sequence[dict], dataset: str, *, sample_rate: int = music.AUDIO_RATE,
+            max_seconds: float = 12.0, timeout: float = 30.0, max_bytes: int = MAX_PAGE_BYTES):
+    """HTML gallery of one dataset: how samples were chosen, a real training tune, then each model's best
+    samples by size (three for the largest of each architecture): sheet music (SVG), an audio player with a
+    MIDI download and the raw ABC. Also saves ``best.svg``/``best.ogg``/``best.mid`` per model."""
     from IPython.display import HTML
 
+    caption, items = _gallery_items(workdir, summaries, dataset, sample_rate, max_seconds, timeout)
+    _fit_budget(items, max_bytes - len(caption))
+    return HTML(caption + "\n" + music.gallery_html(items))
+
+
+def _gallery_items(workdir: str | Path, summaries: Sequence[dict], dataset: str, sample_rate: int,
+                   max_seconds: float, timeout: float) -> tuple[str, list[dict]]:
+    """The caption and the items of one dataset's gallery, each with a ``priority`` (0 the real tune, 1 a
+    model's best sample, 2 the further samples of the largest models)."""
     wd = Workdir(workdir)
     reference = corpus.read_split(wd.require(wd.split_text(dataset, SPLITS[0])))[0]
+    min_bars = realistic_bars(corpus.read_split(wd.require(wd.split_text(dataset, "test"))))
+    caption = (f"<p class='musicscale-caption'>A sample qualifies when the model closed the tune, music21 parses it "
+               f"and it has at least {min_bars} checked bars (the lower quartile of real test tunes of "
+               f"<em>{html.escape(dataset)}</em>). Qualifying samples are ranked by the share of correct bars, then "
+               f"valid headers, novelty and length; the largest model of each architecture shows up to its "
+               f"{N_BEST_LARGEST} best, every other size its best. Where no sample qualifies, the one closest to "
+               f"qualifying is shown and says so.</p>")
     items = [_item("A real training tune, for reference", reference, None, None, sample_rate, max_seconds, timeout)]
-    for s in summaries:
-        if s["dataset"] != dataset or s["arch"] == REFERENCE:
-            continue
-        best = best_sample(read_samples(workdir, dataset, s["run"]))
-        title = f"{s['arch']} {s['size']} (N = {s['params_non_embedding']:,}, test loss {s['test_loss']:.3f})"
-        items.append(_item(title, best["text"], best["metrics"], wd.generated_dir(dataset, s["run"]), sample_rate,
-                           max_seconds, timeout))
-    return HTML(music.gallery_html(items))
+    models = [s for s in summaries if s["dataset"] == dataset and s["arch"] != REFERENCE]
+    largest = {a: max((s for s in models if s["arch"] == a), key=lambda s: s["params_non_embedding"])["run"]
+               for a in {s["arch"] for s in models}}
+    for s in models:
+        samples = read_samples(workdir, dataset, s["run"])
+        ranked, n_ok = rank_samples(samples, min_bars)
+        k = N_BEST_LARGEST if largest[s["arch"]] == s["run"] else 1
+        shown = ranked[:max(1, min(k, n_ok))]  # only qualifying samples, or the single closest one
+        title = f"{s['arch']} {s['size']} (N = {s['params_non_embedding']:,}, test loss {s['test_loss']:.3f} nats/char)"
+        for rank, sample in enumerate(shown, 1):
+            note = f"{n_ok} of {len(samples)} samples qualified"
+            note += (f"; this is number {rank} of the {len(shown)} best shown." if qualifies(sample, min_bars) else
+                     f"; shown instead: the sample closest to qualifying ({_shortfall(sample, min_bars)}).")
+            out = wd.generated_dir(dataset, s["run"]) if rank == 1 else None
+            items.append({**_item(title, sample["text"], sample["metrics"], out, sample_rate, max_seconds, timeout,
+                                  note), "priority": 1 if rank == 1 else 2})
+    items[0]["priority"] = 0
+    return caption, items
+
+
+def _fit_budget(items: list[dict], max_bytes: int) -> None:
+    """Leave out sheet music, least important first (further samples, then best samples from the smallest
+    model up), until the gallery's HTML fits in ``max_bytes``; each item that loses its score says so."""
+    order = sorted(range(len(items)), key=lambda i: (-items[i].get("priority", 1), i))
+    size = len(music.gallery_html(items))
+    for i in order:
+        if size <= max_bytes:
+            return
+        if items[i].get("svg"):
+            size -= len(items[i]["svg"])
+            items[i]["svg"] = None
+            items[i]["svg_note"] = "sheet music left out to keep this page under 2 MB (the ABC below has it all)"
+
+
+def _shortfall(sample: dict, min_bars: int) -> str:
+    m, why = sample["metrics"], []
+    if not sample.get("finished", True):
+        why.append("the model did not close the tune")
+    if not m["parses"]:
+        why.append("music21 cannot parse it")
+    if m["bars_checked"] < min_bars:
+        why.append(f"{m['bars_checked']} checked bars")
+    return ", ".join(why)
 
 
 def _item(title: str, text: str, metrics: dict | None, out: Path | None, sample_rate: int, max_seconds: float,
-          timeout: float) -> dict:
+          timeout: float, note: str | None = None) -> dict:
     svg = music.render_svg(text, timeout=timeout)
     parsed = music.parse_abc(text)
-    wav = music.synthesize_wav(parsed.score, sample_rate=sample_rate, max_seconds=max_seconds) if parsed.score else None
+    rendered = music.render_audio(parsed.score, sample_rate=sample_rate, max_seconds=max_seconds) if parsed.score \
+        else None
+    audio, midi_bytes = rendered or (None, None)
     if out is not None:
         if svg:
             write_text(out / "best.svg", svg)
-        if wav:
-            write_bytes(out / "best.wav", wav)
-    return {"title": title, "svg": svg, "wav_bytes": wav, "abc": text, "metrics": metrics}
+        if rendered:
+            write_bytes(out / "best.ogg", audio)
+            write_bytes(out / "best.mid", midi_bytes)
+    return {"title": title, "note": note, "svg": svg, "audio": audio, "midi": midi_bytes, "abc": text,
+            "metrics": metrics}
 
 
 def galleries(workdir: str | Path, summaries: Sequence[dict], **kwargs):
     """The gallery of every dataset, one section each."""
     from IPython.display import HTML
 
+    max_bytes = kwargs.pop("max_bytes", MAX_PAGE_BYTES)
     datasets = list(dict.fromkeys(s["dataset"] for s in summaries))
-    return HTML("\n".join(f"<h3>{d}</h3>\n" + gallery(workdir, summaries, d, **kwargs).data for d in datasets))
+    return HTML("\n".join(f"<h3>{d}</h3>\n" + gallery(workdir, summaries, d, max_bytes=max_bytes // len(datasets),
+                                                        **kwargs).data for d in datasets))
 
 
 def figure_path(workdir: str | Path) -> Path:
@@ -239,23 +326,22 @@ def validity_fits_table(summaries: Sequence[dict], seed: int = 0):
 
 
 def glue_validity(summaries: Sequence[dict]) -> None:
-    """Glue the validity figures the findings page cites: smallest and largest model per architecture,
-    and the reference row of real tunes (``<dataset>_<arch>_{smallest,largest}_{parses,bars,novel}``)."""
-    from myst_nb import glue
+    """Glue the validity figures the findings page cites, as text: smallest and largest model per
+    architecture, and the reference row of real tunes (``<dataset>_<arch>_{smallest,largest}_{parses,bars,novel}``).
+    A missing share reads "n/a (reason)"."""
+    from .report import glue_text
 
-    keys = {"parses": "share_parses", "bars": "pooled_bar_accuracy", "novel": "share_novel"}
+    keys = {"parses": ("share_parses", ".0%", "no samples"),
+            "bars": ("pooled_bar_accuracy", ".1%", "no bar could be checked"),
+            "novel": ("share_novel", ".0%", "no sample long enough to compare")}
     for s in summaries:
         if s["arch"] == REFERENCE:
-            for short, key in keys.items():
-                glue(f"{s['dataset']}_reference_{short}", _num(s.get(key)), display=False)
+            for short, (key, spec, why) in keys.items():
+                glue_text(f"{s['dataset']}_reference_{short}", s.get(key), spec, why)
     for d in dict.fromkeys(s["dataset"] for s in summaries):
         for arch in ("transformer", "lstm"):
             rows = sorted((s for s in summaries if s["dataset"] == d and s["arch"] == arch),
                           key=lambda s: s["params_non_embedding"])
             for which, s in (("smallest", rows[0] if rows else {}), ("largest", rows[-1] if rows else {})):
-                for short, key in keys.items():
-                    glue(f"{d}_{arch}_{which}_{short}", _num(s.get(key)), display=False)
-
-
-def _num(value) -> float:
-    return float("nan") if value is None else float(value)
+                for short, (key, spec, why) in keys.items():
+                    glue_text(f"{d}_{arch}_{which}_{short}", s.get(key), spec, why if s else f"no {arch} model")

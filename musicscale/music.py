@@ -1,4 +1,4 @@
-"""Is a generated tune music? Validity metrics, sheet music (SVG), audio (WAV) and an HTML gallery.
+"""Is a generated tune music? Validity metrics, sheet music (SVG), audio (Ogg Opus from MIDI) and an HTML gallery.
 
 Validity of one ABC text, from cheap to strict:
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import html
 import io
 import os
@@ -26,11 +27,11 @@ import sys
 import threading
 import time
 import warnings
-import wave
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -417,6 +418,7 @@ VEROVIO_OPTIONS = {
     "header": "none",
     "footer": "none",
     "svgViewBox": True,  # the SVG scales with its container
+    "svgFormatRaw": True,  # no indentation: a third smaller
 }
 _TEST_HOOK = "MUSICSCALE_RENDER_TEST_HOOK"  # "abort" or "hang": lets tests crash the worker
 
@@ -476,67 +478,123 @@ def render_svg(abc_text: str, timeout: float = 20.0) -> str | None:
 
 
 # -----------------------------------------------------------------------------
-# audio: a small additive synthesizer
+# audio: music21 writes MIDI; TinySoundFont plays it through a General MIDI SoundFont; Ogg Opus out
+
+GM_PROGRAM = 40  # General MIDI violin: the folk fiddle
+SOUNDFONT = "TimGM6mb.sf2"  # the General MIDI SoundFont shipped in pretty_midi's wheel
+AUDIO_RATE = 24000  # Hz; one of Opus's native rates
+OPUS_COMPRESSION = 0.97  # libsndfile's compression level: about 13 kbit/s, 1.6 KB a second
+_OGG_SERIAL = 1  # libsndfile draws a random Ogg stream serial number; a fixed one makes the bytes repeatable
 
 
-def _note_events(score: Any) -> list[tuple[float, float, float]]:
-    """(onset, duration, frequency) of every sounding pitch, in quarter notes, repeats played."""
+def soundfont_path() -> Path:
+    """The General MIDI SoundFont file (from the installed pretty_midi package: no download)."""
+    import pretty_midi
+
+    return Path(pretty_midi.__file__).resolve().parent / SOUNDFONT
+
+
+def score_to_midi(score_or_abc: Any, program: int = GM_PROGRAM, bpm: float = 120.0) -> bytes | None:
+    """A Standard MIDI File of the tune (a music21 score or ABC text), repeats played, every part on GM
+    ``program``; None if it has no notes or music21 cannot write it."""
+    from music21 import midi
+
+    score = parse_abc(score_or_abc).score if isinstance(score_or_abc, str) else score_or_abc
+    if score is None:
+        return None
     with _quiet():
         try:
-            score = score.expandRepeats()
+            score = score.expandRepeats()  # a copy: the caller's score is left as it is
         except Exception:
-            pass  # malformed repeats: play it through once
-        try:
-            score = score.stripTies()
-        except Exception:
-            pass
-        parts = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
-        events = []
-        for part in parts:
-            for n in part.flatten().notes:
-                duration = float(n.duration.quarterLength)
-                if duration > 0:  # grace notes have no length
-                    events += [(float(n.offset), duration, p.frequency) for p in n.pitches]
-    return events
+            score = copy.deepcopy(score)  # malformed repeats: play it through once
+        if not score.flatten().notes:
+            return None
+        # music21 cannot export some scores (a meter found twice); then the notes alone, in one part
+        for attempt in (score, _notes_only(score)):
+            try:
+                return midi.translate.streamToMidiFile(_on_program(attempt, program, bpm)).writestr()
+            except Exception:
+                continue
+    return None
 
 
-def synthesize_wav(
-    score_or_abc: Any, sample_rate: int = 22050, bpm: float = 120.0, max_seconds: float | None = 30.0
-) -> bytes:
-    """A 16-bit mono WAV of the tune (a music21 score or ABC text); half a second of silence if none.
+def _on_program(score: Any, program: int, bpm: float) -> Any:
+    """``score`` with every part on GM ``program`` at ``bpm`` quarter notes a minute (changed in place)."""
+    from music21 import instrument, tempo
 
-    Each note is a sine with two quieter harmonics under a short attack/decay/release envelope,
-    followed by half a second of silence. Music past ``max_seconds`` is cut (WAV size is about
-    2 * sample_rate bytes a second). Deterministic: the same tune gives the same bytes.
-    """
-    score = parse_abc(score_or_abc).score if isinstance(score_or_abc, str) else score_or_abc
-    events = _note_events(score) if score is not None else []
-    seconds_per_quarter = 60.0 / bpm
-    end = max((on + dur for on, dur, _ in events), default=0.0) * seconds_per_quarter
+    parts = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
+    for part in parts:
+        for old in list(part.recurse().getElementsByClass(instrument.Instrument)):
+            part.remove(old, recurse=True)
+        player = instrument.Instrument()
+        player.midiProgram = program
+        part.insert(0, player)
+    for mark in list(score.recurse().getElementsByClass(tempo.MetronomeMark)):
+        score.remove(mark, recurse=True)
+    score.insert(0, tempo.MetronomeMark(number=bpm))
+    return score
+
+
+def _notes_only(score: Any) -> Any:
+    """A one-part score of the notes and chords of ``score`` at their offsets, without meters or keys."""
+    from music21 import stream
+
+    part = stream.Part()
+    for note in score.flatten().notes:
+        part.insert(note.offset, copy.deepcopy(note))
+    return stream.Score([part])
+
+
+@lru_cache(maxsize=1)
+def _soundfont_bytes() -> bytes:
+    return soundfont_path().read_bytes()
+
+
+def midi_to_samples(midi_bytes: bytes, sample_rate: int = AUDIO_RATE, max_seconds: float | None = 12.0,
+                    tail: float = 0.5) -> np.ndarray:
+    """Render MIDI to mono float32 samples with TinySoundFont: music past ``max_seconds`` is cut and
+    faded out; ``tail`` seconds let the last note ring; the peak is normalised to 0.8."""
+    import tinysoundfont
+
+    synth = tinysoundfont.Synth(samplerate=sample_rate)
+    synth.sfload(_soundfont_bytes())
+    events = tinysoundfont.midi.load_memory(midi_bytes)
+    tinysoundfont.Sequencer(synth).add(events)
+    end = max((e.t for e in events), default=0.0)
     if max_seconds is not None:
         end = min(end, max_seconds)
-    audio = np.zeros(int((end + 0.5) * sample_rate), dtype=np.float64)
-    for onset, duration, freq in events:
-        start = int(onset * seconds_per_quarter * sample_rate)
-        if start >= len(audio):
-            continue
-        t = np.arange(int(duration * seconds_per_quarter * sample_rate)) / sample_rate
-        tone = sum(a * np.sin(2 * np.pi * k * freq * t) for k, a in ((1, 1.0), (2, 0.4), (3, 0.15)))
-        attack = np.minimum(t / 0.01, 1.0)
-        decay = 0.7 + 0.3 * np.exp(-t / 0.08)
-        release = np.clip((t[-1] - t) / 0.04, 0.0, 1.0) if len(t) else t
-        audio[start : start + len(t)] += (tone * attack * decay * release)[: len(audio) - start]
-    audio *= np.clip((len(audio) - np.arange(len(audio))) / (0.05 * sample_rate), 0.0, 1.0)  # fade out
-    peak = np.abs(audio).max() if len(audio) else 0.0
-    if peak > 0:
-        audio *= 0.8 / peak
+    n = int((end + tail) * sample_rate)
+    audio = np.frombuffer(synth.generate(n), dtype=np.float32).reshape(-1, 2).mean(axis=1)
+    audio = audio * np.clip((n - np.arange(n)) / (tail * sample_rate), 0.0, 1.0)  # fade out over the tail
+    peak = float(np.abs(audio).max()) if n else 0.0
+    return (audio * (0.8 / peak) if peak > 0 else audio).astype(np.float32)
+
+
+def encode_opus(samples: np.ndarray, sample_rate: int = AUDIO_RATE) -> bytes:
+    """Mono samples as Ogg Opus bytes (libsndfile via soundfile), with a fixed stream serial number so
+    that the same samples always give the same bytes."""
+    import soundfile
+    from mutagen.ogg import OggPage
+
     buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes((audio * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
+    soundfile.write(buffer, samples, sample_rate, format="OGG", subtype="OPUS", compression_level=OPUS_COMPRESSION)
+    buffer.seek(0)
+    pages = []
+    while buffer.tell() < len(buffer.getbuffer()):
+        page = OggPage(buffer)
+        page.serial = _OGG_SERIAL
+        pages.append(page.write())  # recomputes the page checksum
+    return b"".join(pages)
+
+
+def render_audio(score_or_abc: Any, *, sample_rate: int = AUDIO_RATE, max_seconds: float | None = 12.0,
+                 bpm: float = 120.0, program: int = GM_PROGRAM) -> tuple[bytes, bytes] | None:
+    """(Ogg Opus audio, MIDI file) of a tune played on GM ``program`` (the fiddle); None if it has no
+    notes. Offline and deterministic: the same tune gives the same bytes."""
+    midi_bytes = score_to_midi(score_or_abc, program=program, bpm=bpm)
+    if midi_bytes is None:
+        return None
+    return encode_opus(midi_to_samples(midi_bytes, sample_rate, max_seconds), sample_rate), midi_bytes
 
 
 # -----------------------------------------------------------------------------
@@ -558,23 +616,46 @@ def _metrics_line(metrics: dict) -> str:
 NOT_RENDERED = "<p><em>could not render the score</em></p>"
 
 
-def gallery_html(items: Sequence[dict]) -> str:
-    """One HTML block per tune: title, inline SVG, an offline <audio> player, metrics and the ABC.
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
-    Each item has ``title``, ``svg`` (str or None), ``abc``, optionally ``wav_bytes`` or
-    ``wav_path`` and ``metrics``. The output depends only on the items (no random ids).
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "tune"
+
+
+def gallery_html(items: Sequence[dict]) -> str:
+    """One HTML block per tune: title, optional note, inline SVG, an offline <audio> player (Ogg Opus) with
+    a MIDI download link beside it, metrics and the ABC.
+
+    Each item has ``title``, ``svg`` (str or None), ``abc``, optionally ``note``, ``svg_note`` (why there
+    is no score), ``audio`` and ``midi`` (bytes, or ``audio_path``/``midi_path``) and ``metrics``.
+    The output depends only on the items.
     """
     blocks = []
     for item in items:
-        parts = [f"<h4>{html.escape(str(item.get('title', '')))}</h4>"]
+        title = str(item.get("title", ""))
+        parts = [f"<h4>{html.escape(title)}</h4>"]
+        if item.get("note"):
+            parts.append(f"<p class='musicscale-note'>{html.escape(item['note'])}</p>")
         svg = item.get("svg")
-        parts.append(f"<div class='musicscale-score'>{svg}</div>" if svg else NOT_RENDERED)
-        wav = item.get("wav_bytes")
-        if wav is None and item.get("wav_path"):
-            wav = Path(item["wav_path"]).read_bytes()
-        if wav:
-            data = base64.b64encode(wav).decode("ascii")
-            parts.append(f"<audio controls src='data:audio/wav;base64,{data}'></audio>")
+        if svg:
+            parts.append(f"<div class='musicscale-score'>{svg}</div>")
+        else:
+            parts.append(f"<p><em>{html.escape(item['svg_note'])}</em></p>" if item.get("svg_note") else NOT_RENDERED)
+        audio, midi_bytes = item.get("audio"), item.get("midi")
+        if audio is None and item.get("audio_path"):
+            audio = Path(item["audio_path"]).read_bytes()
+        if midi_bytes is None and item.get("midi_path"):
+            midi_bytes = Path(item["midi_path"]).read_bytes()
+        player = []
+        if audio:
+            player.append(f"<audio controls preload='metadata' src='{_data_uri(audio, 'audio/ogg')}'></audio>")
+        if midi_bytes:
+            player.append(f"<a download='{_slug(title)}.mid' href='{_data_uri(midi_bytes, 'audio/midi')}'>"
+                          "download MIDI</a>")
+        if player:
+            parts.append("<p class='musicscale-audio'>" + " ".join(player) + "</p>")
         if item.get("metrics"):
             parts.append(f"<p class='musicscale-metrics'>{html.escape(_metrics_line(item['metrics']))}</p>")
         parts.append(f"<pre>{html.escape(item.get('abc', ''))}</pre>")

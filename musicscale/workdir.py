@@ -6,7 +6,7 @@ Every stage writes under one ``workdir``::
     tokens/<dataset>/{train,val,test}.npy, meta.json              (02_tokenize)
     runs/<dataset>/<arch>-<size>-s<seed>[-t<budget>]/{checkpoint.pt,result.json}   (03_train)
     results/experiment_results.json, *.png                        (04_analyze)
-    generated/<dataset>/<arch>-<size>/{samples.jsonl,metrics.json,*.svg,*.wav}  (05_generate)
+    generated/<dataset>/<arch>-<size>/{samples.jsonl,summary.json,best.svg,best.ogg,best.mid}  (05_generate)
 
 Files are written to a temporary name in the same folder (``.<name>.partial-*``), flushed, fsynced and
 renamed, so a reader never sees half a file and an interrupted stage leaves the previous version intact;

@@ -1,5 +1,4 @@
 import io
-import wave
 
 import numpy as np
 import pytest
@@ -11,9 +10,10 @@ from musicscale.music import (
     gallery_html,
     header_fields_ok,
     parse_abc,
+    render_audio,
     render_svg,
+    score_to_midi,
     summarize,
-    synthesize_wav,
     tune_body,
     validity_metrics,
     written_bars,
@@ -47,11 +47,11 @@ JIG_FULL_BARS = 8
 BAD_BARS = "X:3\nM:4/4\nL:1/8\nK:D\nABcd efga|ABcd efgab|ABcd ef|ABcd efga|ABcd efga|]\n"
 
 
-def wav_info(data: bytes) -> tuple[int, float, np.ndarray]:
-    with wave.open(io.BytesIO(data)) as w:
-        assert (w.getnchannels(), w.getsampwidth()) == (1, 2)
-        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-        return w.getframerate(), w.getnframes() / w.getframerate(), frames
+def audio_info(data: bytes) -> tuple[int, float, np.ndarray]:
+    import soundfile
+
+    samples, rate = soundfile.read(io.BytesIO(data))
+    return rate, len(samples) / rate, samples
 
 
 # --- parsing and headers -----------------------------------------------------------------------
@@ -242,56 +242,72 @@ def test_render_svg_times_out_on_a_hanging_worker(monkeypatch):
 SCALE = "X:1\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|]\n"  # 8 quarter notes
 
 
-def test_synthesize_wav_duration_and_determinism():
-    data = synthesize_wav(SCALE, sample_rate=8000, bpm=120)
-    rate, seconds, frames = wav_info(data)
-    assert rate == 8000
-    assert seconds == pytest.approx(8 * 0.5 + 0.5, abs=0.01)  # notes plus half a second of tail
-    assert np.abs(frames).max() > 10000
-    assert synthesize_wav(SCALE, sample_rate=8000, bpm=120) == data
-    assert wav_info(synthesize_wav(SCALE, sample_rate=8000, bpm=60))[1] == pytest.approx(8 + 0.5, abs=0.01)
+def test_render_audio_is_opus_of_the_right_length_and_deterministic():
+    audio, midi_bytes = render_audio(SCALE, bpm=120)
+    assert audio[:4] == b"OggS" and b"OpusHead" in audio[:100]
+    assert midi_bytes[:4] == b"MThd"
+    rate, seconds, samples = audio_info(audio)
+    assert rate == music.AUDIO_RATE
+    assert seconds == pytest.approx(8 * 0.5 + 0.5, abs=0.1)  # the notes (last note-off at 4 s) and the tail
+    assert np.abs(samples).max() > 0.3
+    assert render_audio(SCALE, bpm=120) == (audio, midi_bytes)  # same tune, same bytes
+    assert audio_info(render_audio(SCALE, bpm=60)[0])[1] == pytest.approx(8 + 0.5, abs=0.1)
 
 
-def test_synthesize_wav_plays_repeats_and_accepts_a_score():
+def test_midi_plays_repeats_on_the_fiddle_and_leaves_the_score_alone():
+    import mido
+
     repeated = "X:1\nM:4/4\nL:1/4\nK:C\n|:CDEF|GABc|cBAG|FEDC:|\n"  # 16 quarters, played twice
-    seconds = wav_info(synthesize_wav(parse_abc(repeated).score, sample_rate=8000, bpm=240))[1]
-    assert seconds == pytest.approx(32 * 0.25 + 0.5, abs=0.01)
+    score = parse_abc(repeated).score
+    n_before = len(score.flatten().notes)
+    midi_file = mido.MidiFile(file=io.BytesIO(score_to_midi(score)))
+    messages = [m for track in midi_file.tracks for m in track]
+    assert sum(m.type == "note_on" and m.velocity > 0 for m in messages) == 32
+    assert {m.program for m in messages if m.type == "program_change"} == {music.GM_PROGRAM}
+    assert len(score.flatten().notes) == n_before
+    assert 16.0 <= midi_file.length <= 16.5  # 32 quarters at 120 a minute (music21 ends the track a beat later)
 
 
-def test_synthesize_wav_cuts_at_max_seconds():
-    seconds = wav_info(synthesize_wav(SCALE, sample_rate=8000, max_seconds=2.0))[1]
-    assert seconds == pytest.approx(2.0 + 0.5, abs=0.01)
+def test_render_audio_cuts_at_max_seconds():
+    seconds = audio_info(render_audio(SCALE, max_seconds=2.0)[0])[1]
+    assert seconds == pytest.approx(2.0 + 0.5, abs=0.1)
 
 
 @pytest.mark.parametrize("text", ["", "@@@###", "X:1\nM:4/4\nL:1/8\nK:G\n"])
-def test_synthesize_wav_of_nothing_is_short_silence(text):
-    _, seconds, frames = wav_info(synthesize_wav(text))
-    assert seconds == pytest.approx(0.5, abs=0.01) and not frames.any()
+def test_render_audio_of_nothing_is_none(text):
+    assert render_audio(text) is None
+
+
+def test_soundfont_ships_with_pretty_midi():
+    assert music.soundfont_path().stat().st_size > 1_000_000
 
 
 # --- gallery -----------------------------------------------------------------------------------
 
 
 def test_gallery_html(tmp_path):
-    wav = synthesize_wav(SCALE, sample_rate=8000)
-    (tmp_path / "a.wav").write_bytes(wav)
+    audio, midi_bytes = render_audio(SCALE)
+    (tmp_path / "a.ogg").write_bytes(audio)
     items = [
         {
             "title": "Tune <1>",
+            "note": "1 of 4 samples qualified",
             "svg": "<svg id='x'></svg>",
-            "wav_bytes": wav,
+            "audio": audio,
+            "midi": midi_bytes,
             "abc": "X:1\nK:G\nA<B|\n",
             "metrics": validity_metrics(REEL),
         },
-        {"title": "Tune 2", "svg": None, "wav_path": tmp_path / "a.wav", "abc": "@@@"},
+        {"title": "Tune 2", "svg": None, "audio_path": tmp_path / "a.ogg", "abc": "@@@"},
     ]
     page = gallery_html(items)
     assert page == gallery_html(items)
     assert page.count("class='musicscale-tune'") == 2
     assert "<svg id='x'></svg>" in page and "could not render" in page
-    assert page.count("data:audio/wav;base64,") == 2
+    assert page.count("data:audio/ogg;base64,") == 2
+    assert page.count("download='tune-1.mid' href='data:audio/midi;base64,") == 1
     assert "A&lt;B" in page and "Tune &lt;1&gt;" in page and "A<B" not in page
-    assert "bar accuracy: 1.00" in page
+    assert "bar accuracy: 1.00" in page and "1 of 4 samples qualified" in page
 
 
 def test_a_tune_music21_loops_on_is_cut_off_not_hung(monkeypatch):

@@ -37,4 +37,98 @@ def test_run_folder_holds_the_seed_outputs_and_the_gallery(smoke_report):
     for arch in ("transformer", "lstm"):
         assert {"a", "alpha", "c", "alpha_ci", "r2", "extrapolation_rel_error"} <= set(synthetic["fits"][arch])
     gallery = (root / "_build" / "html" / "book" / "stages" / "05_generate.html").read_text()
-    assert "<svg" in gallery and "data:audio/wav;base64," in gallery
+    assert "<svg" in gallery and "data:audio/ogg;base64," in gallery and "audio/wav" not in gallery
+
+
+# --- the HTML as a reader's browser shows it ---------------------------------------------------------------
+
+MAX_PAGE_BYTES = 2_000_000
+RAW_TABLE = re.compile(r"\|\s*:?(-{3}|—)")  # a Markdown table's rule row, as written or after smart quotes
+NAN = re.compile(r"\b(nan|NaN)\b")
+REMOTE = re.compile(r"^(https?:)?//")
+LOADED = {"stylesheet", "preload", "modulepreload", "icon", "shortcut", "manifest"}
+
+
+def pages(root):
+    html = root / "_build" / "html"
+    return sorted(p for p in html.rglob("*.html") if not {"_static", "_sources"} & set(p.relative_to(html).parts))
+
+
+def soup_of(path):
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+
+
+def visible_text(soup) -> str:
+    """The text a reader sees before MathJax runs: no scripts, styles, sheet music or ABC source, and no
+    math (MathJax typesets the elements of class "math")."""
+    for tag in soup.select("script, style, svg, .musicscale-tune pre, .math"):
+        tag.decompose()
+    return soup.get_text(" ")
+
+
+def test_every_page_is_small_and_loads_nothing_from_the_network(smoke_report):
+    root, _ = smoke_report
+    html = root / "_build" / "html"
+    found = pages(root)
+    assert {"findings.html", "04_analyze.html", "05_generate.html"} <= {p.name for p in found}
+    for page in found:
+        assert page.stat().st_size <= MAX_PAGE_BYTES, (page.name, page.stat().st_size)
+        soup = soup_of(page)
+        refs = [t["src"] for t in soup.find_all(["script", "img", "audio", "source", "iframe"], src=True)]
+        links = soup.find_all("link", href=True)
+        refs += [t["href"] for t in links if LOADED & set(t.get("rel", []))]  # what the browser fetches
+        assert not [r for r in refs + [t["href"] for t in links] if REMOTE.match(r)], page.name
+        for ref in refs:
+            if ref.startswith("data:"):
+                continue
+            local = (page.parent / ref.split("?")[0].split("#")[0]).resolve()
+            assert local.is_file(), (page.name, ref)
+            if local.suffix == ".css":
+                assert not re.search(r"url\(\s*['\"]?(https?:)?//", local.read_text(encoding="utf-8")), ref
+    mathjax = [t["src"] for t in soup_of(html / "book" / "findings.html").find_all("script", src=True)
+               if "mathjax" in t["src"].lower()]
+    assert mathjax and all(not REMOTE.match(s) for s in mathjax)  # math is typeset by the bundled MathJax
+
+
+def test_tables_figures_and_text_as_a_reader_sees_them(smoke_report):
+    root, _ = smoke_report
+    for page in pages(root):
+        soup = soup_of(page)
+        for figure in soup.find_all("figure"):
+            number = figure.select_one("figcaption .caption-number")
+            assert number and re.fullmatch(r"Fig\. \d+\s*", number.get_text()), page.name
+            assert len(figure.figcaption.get_text(strip=True)) > len(number.get_text()) + 10, page.name
+        for output in soup.select(".cell_output"):
+            assert not RAW_TABLE.search(visible_text(soup_of_fragment(output))), page.name
+        text = visible_text(soup)
+        assert not RAW_TABLE.search(text), page.name
+        assert "\\(" not in text and "\\[" not in text, page.name
+        assert not NAN.search(text), (page.name, NAN.search(text) and text[NAN.search(text).start() - 80:][:160])
+    analyze = soup_of(root / "_build" / "html" / "book" / "stages" / "04_analyze.html")
+    assert len(analyze.select(".cell_output table")) >= 3  # parameters, fits, compute
+    numeric = analyze.select(".cell_output table td.text-right")
+    assert numeric  # numbers are right-aligned
+    for stage in STAGES:
+        soup = soup_of(root / "_build" / "html" / "book" / "stages" / f"{stage}.html")
+        assert soup.select(".cell_output table"), stage  # at least the parameter table
+
+
+def soup_of_fragment(tag):
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(str(tag), "html.parser")
+
+
+def test_gallery_plays_ogg_with_midi_downloads(smoke_report):
+    root, _ = smoke_report
+    soup = soup_of(root / "_build" / "html" / "book" / "stages" / "05_generate.html")
+    players = soup.select(".musicscale-tune audio")
+    assert players and all(a["src"].startswith("data:audio/ogg;base64,") for a in players)
+    downloads = soup.select(".musicscale-tune a[download]")
+    assert len(downloads) == len(players)
+    assert all(a["href"].startswith("data:audio/midi;base64,") and a["download"].endswith(".mid") for a in downloads)
+    captions = soup.select(".musicscale-caption")
+    assert captions and "qualifies" in captions[0].get_text()
+    assert all("samples qualified" in n.get_text() for n in soup.select(".musicscale-note"))
