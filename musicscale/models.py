@@ -120,6 +120,7 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """Decoder-only transformer: learned positions, pre-LN blocks, tied input/output embedding."""
 
+    carries_state: bool = False  # sees only its window: evaluation slides windows over long tunes
     def __init__(self, cfg: TransformerConfig, vocab_size: int, context_length: int):
         super().__init__()
         self.cfg, self.vocab_size, self.context_length = cfg, vocab_size, context_length
@@ -170,6 +171,7 @@ class Transformer(nn.Module):
 class LSTM(nn.Module):
     """Embedding -> multi-layer ``torch.nn.LSTM`` (the fused kernel) -> linear head."""
 
+    carries_state: bool = True  # its state carries history: evaluation runs each tune in one pass
     def __init__(self, cfg: LSTMConfig, vocab_size: int, context_length: int):
         super().__init__()
         self.cfg, self.vocab_size, self.context_length = cfg, vocab_size, context_length
