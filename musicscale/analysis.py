@@ -1,15 +1,16 @@
 """The analyze stage: the runs of the last sweep -> scaling-law fits -> ``experiment_results.json``.
 
-Per dataset and architecture: ``L(N) = a N^-alpha + c`` on the test losses of the main token budget,
-with bootstrap intervals and a held-out check on the largest size; both architectures compared; the
-compute frontier and ``L(C)``; the joint ``L(N, D)`` on the runs trained at several budgets; and, on the
-synthetic grammar, the fitted ``c`` beside the exact entropy rate ``H*`` of the test split.
+Every run is a WSD trunk with cooldown branches (:mod:`musicscale.train`): each branch end is one point
+(N, D, L). Per dataset and architecture: ``L(N) = a N^-alpha + c`` on the test loss of each size's longest
+branch (about ``tokens_per_param`` tokens per parameter), with bootstrap intervals and a held-out check on
+the largest size; both architectures compared; the compute frontier and ``L(C)`` from the end-of-cooldown
+points, seeds averaged; the joint ``L(N, D)`` on every point of every run; and, on the synthetic grammar,
+every test loss against the exact entropy rate ``H*`` of the test split.
 """
 
 from __future__ import annotations
 
 import platform
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,12 +59,22 @@ def load_sweep(workdir: str | Path, datasets: Sequence[str] | None = None) -> di
     return out
 
 
-def main_budget(runs: Sequence[dict]) -> int:
-    """The token budget most runs were trained on (the scaling curve's budget; the largest on ties)."""
-    if not runs:
-        raise ValueError("no runs: the main token budget is undefined")
-    counts = Counter(r["tokens_seen"] for r in runs)
-    return max(counts, key=lambda b: (counts[b], b))
+def longest_branch(runs: Sequence[dict]) -> dict[str, int]:
+    """Each size's longest branch in tokens (the D its L(N) point is measured at), by size name."""
+    return {r["size"]: r["tokens_seen"] for r in sorted(runs, key=lambda r: r["params_non_embedding"])}
+
+
+def gain_of_last_doubling(runs: Sequence[dict]) -> dict[str, float | None]:
+    """Per size: the test loss at half the longest branch minus at the longest, averaged over seeds. Under
+    WSD every branch ends cooled down, so this is what the last doubling of D bought: near zero means the
+    size has stopped learning from more data at this budget."""
+    gains: dict[str, list[float]] = {}
+    for r in runs:
+        by_tokens = {p["tokens"]: p["test_loss"] for p in r["curve"]}
+        half = by_tokens.get(r["tokens_seen"] // 2)
+        if half is not None and r.get("test_loss") is not None:
+            gains.setdefault(r["size"], []).append(half - r["test_loss"])
+    return {size: float(np.mean(g)) for size, g in gains.items()}
 
 
 def _arrays(runs: Sequence[dict], *keys: str) -> list[np.ndarray]:
@@ -92,29 +103,47 @@ def fit_architecture(runs: Sequence[dict], *, n_boot: int, seed: int) -> dict:
     return out
 
 
-def compute_points(runs: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(training FLOPs, validation loss) at every logged evaluation of every run."""
-    C = np.array([p["flops"] for r in runs for p in r["curve"]], dtype=float)
-    L = np.array([p["val_loss"] for r in runs for p in r["curve"]], dtype=float)
-    return C, L
+def compute_points(runs: Sequence[dict], loss: str = "val_loss") -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per size, (training FLOPs of a run of length D, loss) at every end of cooldown, averaged over the
+    seeds of that size (validation loss by default: the frontier selects points, so test data may not)."""
+    by_size: dict[tuple[int, int], list[float]] = {}
+    for r in runs:
+        for p in r["curve"]:
+            by_size.setdefault((r["params_non_embedding"], p["flops"]), []).append(p[loss])
+    curves = []
+    for n in sorted({n for n, _ in by_size}):
+        pts = sorted((c, float(np.mean(v))) for (m, c), v in by_size.items() if m == n)
+        curves.append((np.array([c for c, _ in pts], dtype=float), np.array([v for _, v in pts])))
+    return curves
+
+
+def joint_points(runs: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, D, test loss) at every end of cooldown of every run: all sizes, all branches, all seeds."""
+    pts = [(r["params_non_embedding"], p["tokens"], p["test_loss"]) for r in runs for p in r["curve"]]
+    N, D, L = (np.array(v, dtype=float) for v in zip(*pts))
+    return N, D, L
 
 
 def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot: int, seed: int) -> dict:
     """Every fit of one dataset (see the module docstring)."""
-    budget = main_budget(runs)
-    main = [r for r in runs if r["tokens_seen"] == budget]
     archs = [a for a in ARCH_ORDER if any(r["arch"] == a for r in runs)]
-    out: dict = {"main_budget": budget, "n_runs": len(runs), "entropy_rate": entropy_rate, "fits": {},
-                 "compute": {}, "joint": {}}
+    main = list(runs)
+    out: dict = {"n_runs": len(runs), "entropy_rate": entropy_rate, "fits": {}, "compute": {}, "joint": {},
+                 "budgets": {}, "last_doubling_gain": {}}
     for arch in archs:
         mine = [r for r in main if r["arch"] == arch]
+        out["budgets"][arch] = [{"size": s, "N": n, "D": d, "D_per_N": d / n, "D_min": d_min}
+                                for s, n, d, d_min in sorted({(r["size"], r["params_non_embedding"], r["tokens_seen"],
+                                                              r["curve"][0]["tokens"]) for r in mine},
+                                                             key=lambda t: t[1])]
+        out["last_doubling_gain"][arch] = gain_of_last_doubling(mine)
         out["fits"][arch] = fit_architecture(mine, n_boot=n_boot, seed=seed)
 
-        arch_runs = [r for r in runs if r["arch"] == arch]
-        C_f, L_f = scaling.compute_frontier(*compute_points(arch_runs))
+        curves = compute_points(mine)
+        C_f, L_f = scaling.compute_frontier(np.concatenate([c for c, _ in curves]),
+                                            np.concatenate([v for _, v in curves]))
         entry: dict = {"frontier_flops": C_f.tolist(), "frontier_loss": L_f.tolist()}
         try:
-            curves = [compute_points([r]) for r in arch_runs]
             cfit = scaling.fit_compute_law_over_runs(curves, n_boot=max(20, n_boot // 10), seed=seed)
             entry.update(cfit.to_dict())
             entry["_fit"] = cfit
@@ -122,8 +151,7 @@ def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot:
             entry["error"] = str(err)
         out["compute"][arch] = entry
 
-        grid_runs = [r for r in runs if r["arch"] == arch and r["seed"] == min(x["seed"] for x in runs)]
-        N, D, Lj = _arrays(grid_runs, "params_non_embedding", "tokens_seen", "test_loss")
+        N, D, Lj = joint_points(mine)
         try:
             jfit = scaling.fit_joint_law(N, D, Lj, n_boot=max(50, n_boot // 10), seed=seed)
             joint = jfit.to_dict()
@@ -144,11 +172,11 @@ def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot:
         out["loss_ratio_at_largest"] = float(fitted[0].predict(n_ref) / fitted[1].predict(n_ref))
         out["comparison"] = {where: compare_at(dict(zip(archs, fitted)), n) for where, n in
                              (("smallest", min(Ns)), ("largest", max(Ns)))}
-    if entropy_rate is not None:
-        losses = [r["test_loss"] for r in runs]
-        flagged = scaling.flag_below_floor(losses, entropy_rate)
-        out["below_floor"] = [runs[i]["run"] for i in flagged]
-        out["min_test_loss"] = float(min(losses))
+    if entropy_rate is not None:  # every measured point of every run, not only the last
+        named = [(f"{r['run']} at D = {p['tokens']:,}", p["test_loss"]) for r in runs for p in r["curve"]]
+        flagged = scaling.flag_below_floor([v for _, v in named], entropy_rate)
+        out["below_floor"] = [named[i][0] for i in flagged]
+        out["min_test_loss"] = float(min(v for _, v in named))
     return out
 
 
@@ -259,7 +287,8 @@ def findings(results: dict) -> dict[str, object]:
     """The numbers the report's prose cites, by glue name (``<dataset>_<arch>_<quantity>``)."""
     values: dict[str, object] = {"n_runs": len(results["runs"]), "n_boot": results["parameters"]["n_boot"]}
     for d, ds in results["datasets"].items():
-        values[f"{d}_main_budget"] = ds["main_budget"]
+        ratios = [b["D_per_N"] for bs in ds["budgets"].values() for b in bs]
+        values[f"{d}_min_tokens_per_param"], values[f"{d}_max_tokens_per_param"] = min(ratios), max(ratios)
         for arch, f in ds["fits"].items():
             for key in ("alpha", "a", "c", "r2"):
                 values[f"{d}_{arch}_{key}"] = f.get(key)
@@ -274,10 +303,11 @@ def findings(results: dict) -> dict[str, object]:
             values[f"{d}_{arch}_compute_alpha"] = ds["compute"].get(arch, {}).get("alpha")
             for key in ("alpha", "beta", "E"):
                 values[f"{d}_{arch}_joint_{key}"] = ds["joint"].get(arch, {}).get(key)
-        main = [r for r in results["runs"] if r["dataset"] == d and r["tokens_seen"] == ds["main_budget"]]
-        values[f"{d}_n_main_runs"] = len(main)
-        values[f"{d}_n_still_improving"] = sum(len(r["curve"]) > 1 and r["curve"][-1]["val_loss"] <
-                                               r["curve"][-2]["val_loss"] for r in main)
+        for arch, gains in ds["last_doubling_gain"].items():
+            if gains:
+                largest = max(ds["budgets"][arch], key=lambda b: b["N"])["size"]
+                values[f"{d}_{arch}_gain_largest"] = gains.get(largest)
+                values[f"{d}_{arch}_gain_smallest"] = gains.get(min(ds["budgets"][arch], key=lambda b: b["N"])["size"])
         values[f"{d}_loss_ratio"] = ds.get("loss_ratio_at_largest")
         for arch, f in ds["fits"].items():
             values[f"{d}_{arch}_law_verdict"] = law_verdict(f)
@@ -306,8 +336,8 @@ def _finding_spec(name: str) -> str:
     """The display format of a finding, by its glue name."""
     if name.endswith(("entropy_rate", "min_test")):
         return ".4f"
-    if name.endswith("main_budget"):
-        return ","
+    if name.endswith("tokens_per_param"):
+        return ",.0f"
     if name.endswith("_pct"):
         return ".1f"
     if name.startswith("n_") or "_n_" in name:

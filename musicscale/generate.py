@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import corpus, music
-from .analysis import load_sweep, main_budget
+from .analysis import load_sweep
 from .datasets import load_tokenizer
 from .models import build_model
 from .sample import sample_tunes
@@ -40,16 +40,16 @@ REFERENCE = "reference"  # the summary row of real held-out tunes
 
 
 def models_to_sample(runs: Sequence[dict]) -> list[dict]:
-    """One run per (architecture, size): the main budget, the first seed, ordered by N."""
-    budget, first_seed = main_budget(runs), min(r["seed"] for r in runs)
-    chosen = [r for r in runs if r["tokens_seen"] == budget and r["seed"] == first_seed]
+    """One run per (architecture, size): the first seed, ordered by N."""
+    first_seed = min(r["seed"] for r in runs)
+    chosen = [r for r in runs if r["seed"] == first_seed]
     return sorted(chosen, key=lambda r: (r["arch"], r["params_non_embedding"]))
 
 
 def load_model(workdir: str | Path, dataset: str, run: str, device: str = "cpu") -> torch.nn.Module:
-    """The best-validation weights of a run."""
+    """The weights of a run at its last point (the end of its longest cooldown branch)."""
     wd = Workdir(workdir)
-    path = wd.require(wd.run_dir(dataset, run) / "best.pt")
+    path = wd.require(wd.run_dir(dataset, run) / "model.pt")
     try:
         state = load_torch(path, map_location=device)
     except CorruptArtifactError as err:
@@ -98,7 +98,7 @@ def generate_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None
             out = wd.generated_dir(dataset, run["run"])
             summary_path = out / "summary.json"
             # the samples depend on the weights, the vocabulary and the settings: reuse only if all match
-            inputs = fingerprint(file_fingerprint(wd.require(wd.run_dir(dataset, run["run"]) / "best.pt")),
+            inputs = fingerprint(file_fingerprint(wd.require(wd.run_dir(dataset, run["run"]) / "model.pt")),
                                  tok.itos, settings)
             summary = cached_summary(summary_path, inputs, log)
             if summary is None:

@@ -81,7 +81,7 @@ class GrammarConfig:
     meters: Weighted = (("6/8", 0.3), ("4/4", 0.35), ("3/4", 0.15), ("2/4", 0.2))
     keys: Weighted = (("G", 0.25), ("D", 0.25), ("A", 0.1), ("C", 0.1), ("Em", 0.1), ("Am", 0.1),
                       ("Bm", 0.05), ("Dm", 0.05))
-    n_parts: Weighted = ((2, 0.7), (3, 0.3))
+    n_parts: Weighted = ((2, 1.0),)  # AABB: every tune (at most 253 tokens) fits in a 256-character context
     bars_per_part: Weighted = ((4, 0.2), (8, 0.8))
     rhythms: tuple[tuple[str, Weighted, Weighted], ...] = DEFAULT_RHYTHMS
     rhythm_repeat: float = 0.4

@@ -15,7 +15,7 @@ from typing import Any
 PAPERMILL_HINT = "with papermill pass lists as YAML: -y '{name}: [tiny, small]'"
 
 
-def as_list(name: str, value: Any, *, allowed: Iterable[str] | None = None, item: type = str,
+def as_list(name: str, value: Any, *, allowed: Iterable[str] | None = None, item: type | tuple = str,
             allow_empty: bool = False) -> list:
     """``value`` as a list of ``item``s, checked against ``allowed``; ValueError naming ``name`` otherwise."""
     if isinstance(value, str):
@@ -32,9 +32,10 @@ def as_list(name: str, value: Any, *, allowed: Iterable[str] | None = None, item
     values = list(value)
     if not values and not allow_empty:
         raise ValueError(f"{name} must name at least one value")
+    kind = getattr(item, "__name__", "number")
     for v in values:
-        if not isinstance(v, item) or (item is int and isinstance(v, bool)):
-            raise ValueError(f"{name}: every entry must be a {item.__name__}, got {v!r}")
+        if not isinstance(v, item) or isinstance(v, bool):
+            raise ValueError(f"{name}: every entry must be a {kind}, got {v!r}")
     if allowed is not None:
         allowed = list(allowed)
         unknown = [v for v in values if v not in allowed]

@@ -25,9 +25,7 @@ def save(fig: Figure, path: str | Path) -> None:
 
 
 def _main_runs(results: dict, dataset: str, arch: str) -> list[dict]:
-    budget = results["datasets"][dataset]["main_budget"]
-    return [r for r in results["runs"]
-            if r["dataset"] == dataset and r["arch"] == arch and r["tokens_seen"] == budget]
+    return [r for r in results["runs"] if r["dataset"] == dataset and r["arch"] == arch]
 
 
 def _draw_fit(ax, fit, N: np.ndarray, color: str, label: str) -> None:
@@ -91,7 +89,8 @@ def architecture_comparison(results: dict, datasets: Sequence[str] | None = None
 
 
 def training_curves(results: dict, datasets: Sequence[str] | None = None) -> Figure:
-    """Validation loss against tokens seen for the main-budget runs (seed 0), one panel per (dataset, arch)."""
+    """Validation loss at the end of every cooldown branch against its tokens D, for each size (first seed),
+    one panel per (dataset, arch): each curve is the loss of WSD runs of every length D the size was run to."""
     datasets = list(datasets or results["datasets"])
     archs = ("transformer", "lstm")
     fig, axes = plt.subplots(len(datasets), 2, figsize=(12, 4 * len(datasets)), squeeze=False)
@@ -106,20 +105,22 @@ def training_curves(results: dict, datasets: Sequence[str] | None = None) -> Fig
                 ax.plot(tokens, [p["val_loss"] for p in r["curve"]], marker="o", markersize=3, color=cmap(k),
                         label=f"{r['size']} (N={r['params_non_embedding']:,})")
             _floor(ax, results, d)
-            ax.set(xlabel="training tokens", ylabel="validation loss (nats/char)", title=f"{d}: {arch}")
+            ax.set(xscale="log", xlabel="training tokens D (end of cooldown)", ylabel="validation loss (nats/char)",
+                   title=f"{d}: {arch}")
             ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def compute_frontier(results: dict, datasets: Sequence[str] | None = None) -> Figure:
-    """Validation loss against training FLOPs at every evaluation, the frontier and the L(C) fit."""
+    """Validation loss against training FLOPs at every end of cooldown (seeds averaged), the frontier and L(C)."""
     datasets = list(datasets or results["datasets"])
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
     for ax, d in zip(axes[0], datasets):
         for arch, entry in results["datasets"][d]["compute"].items():
             runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch]
-            ax.scatter(*compute_points(runs), s=6, alpha=0.35, color=COLORS[arch])
+            for C, L in compute_points(runs):
+                ax.scatter(C, L, s=8, alpha=0.4, color=COLORS[arch])
             ax.plot(entry["frontier_flops"], entry["frontier_loss"], color=COLORS[arch], marker="o", markersize=3,
                     linewidth=1, label=f"{arch} frontier")
             fit = entry.get("_fit")
@@ -190,5 +191,23 @@ def validity_vs_size(summaries: Sequence[dict]) -> Figure:
             ax.set(xscale="log", xlim=n_range, ylim=(-0.03, 1.03), xlabel="N (non-embedding parameters)",
                    ylabel=label, title=d)
             ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def lr_search(searches: Sequence[dict]) -> Figure:
+    """Validation loss of every probe against its peak rate, one curve per size, one panel per (dataset,
+    arch); the chosen rate of each size is circled."""
+    keys = sorted({(s["dataset"], s["arch"]) for s in searches})
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.2 * max(1, len(keys)), 3.8), squeeze=False)
+    for ax, (d, arch) in zip(axes[0], keys):
+        mine = sorted((s for s in searches if (s["dataset"], s["arch"]) == (d, arch)), key=lambda s: s["probe_tokens"])
+        cmap = plt.get_cmap("viridis", max(2, len(mine)))
+        for k, s in enumerate(mine):
+            ax.plot(s["rates"], s["val_loss"], marker="o", markersize=3, color=cmap(k), label=s["size"])
+            best = s["rates"].index(s["chosen"])
+            ax.scatter([s["chosen"]], [s["val_loss"][best]], s=80, facecolors="none", edgecolors=cmap(k))
+        ax.set(xscale="log", xlabel="peak learning rate", ylabel="validation loss (nats/char)", title=f"{d}: {arch}")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

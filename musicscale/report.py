@@ -62,3 +62,13 @@ def text_value(value: Any, spec: str = "", missing: str = "not measured") -> str
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"n/a ({missing})"
     return value if isinstance(value, str) else format(value, spec)
+
+
+def html_table(table: Markdown):
+    """A :func:`markdown_table` as HTML, for pasting into another page of the book (myst-nb pastes a glued
+    HTML table across pages, but not a Markdown one)."""
+    from IPython.display import HTML
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark").enable("table").render(table.data)
+    return HTML(html.replace("<table>", '<table class="table">'))

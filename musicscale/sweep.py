@@ -10,8 +10,10 @@ atomically after every finished run and never lists a dataset with no finished r
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import torch
 
 from .models import SIZE_GRIDS, check_arch_size, describe
 from .params import as_int, as_list, as_optional_list
-from .train import TrainConfig, train
+from .train import DEFAULT_LR, TrainConfig, schedule_points, train
 from .workdir import (
     CorruptArtifactError,
     Workdir,
@@ -35,15 +37,22 @@ from .workdir import (
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One point of a sweep: a dataset and a full training configuration."""
+    """One point of a sweep: a dataset, a full training configuration, and what the run is for: a ``main``
+    run of the study, an ``lr`` probe of the learning-rate search, or a ``cosine`` run of the schedule check."""
 
     dataset: str
     config: TrainConfig
+    kind: str = "main"
 
     @property
     def name(self) -> str:
         c = self.config
-        return f"{c.arch}-{c.size}-s{c.seed}-t{c.token_budget}"
+        base = f"{c.arch}-{c.size}-s{c.seed}-t{c.token_budget}"
+        if self.kind == "lr":
+            return f"{base}-lr{c.lr:.3g}-probe{c.train_branches}"
+        if self.kind == "cosine":
+            return f"{base}-cosine"
+        return base
 
 
 def grid(datasets: Iterable[str], archs: Iterable[str], sizes: Iterable[str], seeds: Iterable[int],
@@ -94,9 +103,9 @@ def run_one(workdir: str | Path, spec: RunSpec, progress: bool = False) -> dict:
 def finished_result(workdir: Workdir, spec: RunSpec, data_fingerprint: str | None = None) -> tuple[dict | None, str]:
     """``(result, "")`` if ``spec`` finished with the same configuration and data, else ``(None, why)``.
 
-    An unreadable ``result.json`` or ``best.pt`` is moved aside as ``*.corrupt`` (the reason says so)."""
+    An unreadable ``result.json`` or ``model.pt`` is moved aside as ``*.corrupt`` (the reason says so)."""
     run_dir = workdir.run_dir(spec.dataset, spec.name)
-    path, best = run_dir / "result.json", run_dir / "best.pt"
+    path, best = run_dir / "result.json", run_dir / "model.pt"
     if not path.exists():
         return None, "not trained yet"
     try:
@@ -107,7 +116,7 @@ def finished_result(workdir: Workdir, spec: RunSpec, data_fingerprint: str | Non
             move_aside(path)
         if best.exists():
             move_aside(best)
-            (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # its best weights are gone: start over
+            (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # its measured weights are gone: start over
         return None, f"{err}; moved aside as *.corrupt, training again"
     if result.get("config") != asdict(spec.config):
         return None, "its result was made with another configuration, training again"
@@ -128,12 +137,13 @@ def _write_sweep_results(wd: Workdir, dataset: str, runs: list[dict], planned: i
 
 
 def run_sweep(workdir: str | Path, specs: Sequence[RunSpec], *, client=None,
-              log: Callable[[str], None] | None = print) -> list[dict]:
+              log: Callable[[str], None] | None = print, index: bool = True) -> list[dict]:
     """Run every spec not already finished; return all results in spec order.
 
     ``client`` is an optional ``dask.distributed.Client``: runs are then submitted to its workers (one
     run per worker thread; give each worker one thread and set ``TrainConfig.threads=1``). ``log``
-    receives one line per run: its test loss, and the time it took with an estimate of the time left.
+    receives one line per run: its loss, and the time it took with an estimate of the time left.
+    ``index=False`` leaves ``sweep_results.json`` alone (the learning-rate probes and the schedule check).
     """
     wd = Workdir(workdir)
     datasets = list(dict.fromkeys(s.dataset for s in specs))
@@ -151,14 +161,15 @@ def run_sweep(workdir: str | Path, specs: Sequence[RunSpec], *, client=None,
             pending.append(spec)
             if log and why != "not trained yet":
                 log(f"{_key(spec)}: {why}")
-    cost = {_key(s): s.config.token_budget * _flops_per_token(s.config) for s in pending}
+    cost = {_key(s): _cost(s.config) for s in pending}
     remaining, spent, start = sum(cost.values()), 0.0, time.perf_counter()
     for i, spec in enumerate(s for s in specs if _key(s) in results):
         if log:
-            log(f"[{i + 1}/{len(specs)}] {_key(spec)}: test {results[_key(spec)]['test_loss']:.4f} nats/char "
-                "(finished earlier)")
+            log(f"[{i + 1}/{len(specs)}] {_key(spec)}: {_loss_text(results[_key(spec)])} (finished earlier)")
 
     def write_index(dataset: str) -> None:
+        if not index:
+            return
         mine = [results[_key(s)] for s in specs if s.dataset == dataset and _key(s) in results]
         _write_sweep_results(wd, dataset, mine, planned[dataset], fps[dataset])
 
@@ -177,7 +188,7 @@ def run_sweep(workdir: str | Path, specs: Sequence[RunSpec], *, client=None,
         elapsed = time.perf_counter() - start
         eta = elapsed / spent * remaining if spent else 0.0
         if log:
-            log(f"[{len(results)}/{len(specs)}] {_key(spec)}: test {result['test_loss']:.4f} nats/char "
+            log(f"[{len(results)}/{len(specs)}] {_key(spec)}: {_loss_text(result)} "
                 f"(trained in {result['wall_time_s']:.0f} s; {elapsed:.0f} s so far, ETA {eta:.0f} s)")
 
     if client is None:
@@ -198,8 +209,19 @@ def _key(spec: RunSpec) -> str:
     return f"{spec.dataset}/{spec.name}"
 
 
-def _flops_per_token(cfg: TrainConfig) -> int:
-    return describe(cfg.arch, cfg.size, vocab_size=128, context_length=cfg.context_length)["flops_per_token"]
+def _loss_text(result: dict) -> str:
+    """A run's loss for the log: the test loss, or the validation loss of a probe (which measures no test)."""
+    if result.get("test_loss") is not None:
+        return f"test {result['test_loss']:.4f} nats/char"
+    return f"val {result['val_loss']:.4f} nats/char"
+
+
+def _cost(cfg: TrainConfig) -> float:
+    """Training FLOPs of a run (trunk and branches), for the time estimate and the order of submission."""
+    points = schedule_points(cfg)
+    steps = points[-1].fork + sum(p.cooldown for p in points)
+    fpt = describe(cfg.arch, cfg.size, vocab_size=128, context_length=cfg.context_length)["flops_per_token"]
+    return steps * cfg.batch_tokens * fpt
 
 
 def collect_results(workdir: str | Path, dataset: str | None = None) -> list[dict]:
@@ -213,37 +235,177 @@ def collect_results(workdir: str | Path, dataset: str | None = None) -> list[dic
     return out
 
 
+def token_budget(arch: str, size: str, context_length: int, batch_size: int, *, tokens_per_param: float,
+                 min_steps: int, max_steps: int) -> int:
+    """The longest branch of a size: ``tokens_per_param`` x N, rounded to a power-of-two number of steps
+    within ``[min_steps, max_steps]``. Powers of two put every size's branches on one grid of D, so sizes
+    share token counts (the L(N) comparison at a common D needs that)."""
+    n = describe(arch, size, vocab_size=128, context_length=context_length)["params_non_embedding"]
+    batch_tokens = batch_size * context_length
+    steps = 2 ** round(math.log2(max(1.0, tokens_per_param * n / batch_tokens)))
+    return int(min(max(steps, min_steps), max_steps)) * batch_tokens
+
+
+@dataclass(frozen=True)
+class Study:
+    """What the train stage runs, besides the :class:`TrainConfig` fields shared by every run."""
+
+    tokens_per_param: float = 30.0  # the longest branch of a size is about this many tokens per parameter ...
+    min_steps: int = 256  # ... but at least this many optimizer steps (the shortest branch needs a few) ...
+    max_steps: int = 1024  # ... and at most this many (the profile's time budget)
+    extra_seeds: int = 0  # more seeds (seed + 1, ...) of the sizes below
+    extra_seed_sizes: tuple[str, ...] = ()
+    lr_factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)  # the search grid, times the architecture's rate
+    lr_probe_branches: int = 3  # a probe trains the shortest branches of its size's run and is scored on the last
+    lr_max_extensions: int = 3  # grid points added at an end while the best rate is at that end
+    schedule_check: dict | None = None  # {"dataset", "arch", "size", "seeds", "points"}: cosine runs vs branches
+
+    def __post_init__(self) -> None:
+        for name in ("min_steps", "max_steps"):
+            v = getattr(self, name)
+            if v < 1 or v & (v - 1):
+                raise ValueError(f"{name} must be a power of two, got {v}")
+        if self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps={self.min_steps} is larger than max_steps={self.max_steps}")
+        if not self.tokens_per_param > 0:
+            raise ValueError(f"tokens_per_param must be positive, got {self.tokens_per_param}")
+        as_int("extra_seeds", self.extra_seeds, minimum=0)
+        as_int("lr_probe_branches", self.lr_probe_branches, minimum=1)
+        as_int("lr_max_extensions", self.lr_max_extensions, minimum=0)
+        if len(self.lr_factors) < 3 or sorted(self.lr_factors) != list(self.lr_factors) or min(self.lr_factors) <= 0:
+            raise ValueError(f"lr_factors must be at least 3 increasing positive factors, got {self.lr_factors}")
+
+
 def plan_runs(datasets: Sequence[str], archs: Sequence[str], sizes: Sequence[str], seed: int, base: TrainConfig,
-              *, extra_seeds: int = 0, extra_seed_sizes: Sequence[str] = (), data_budgets: Sequence[int] = (),
-              data_sizes: Sequence[str] = ()) -> list[RunSpec]:
-    """The runs of a study: every size at ``seed``; ``extra_seeds`` more seeds of ``extra_seed_sizes``
-    (seed noise, visible where runs are cheap); and ``data_sizes`` at each of ``data_budgets`` (the
-    L(N, D) grid). Duplicates are dropped, order kept."""
-    if not archs or not sizes:
-        raise ValueError("archs and sizes must each name at least one value")
-    if extra_seeds < 0:
-        raise ValueError(f"extra_seeds must be >= 0, got {extra_seeds}")
-    for budget in data_budgets:
-        if budget <= 0:
-            raise ValueError(f"data_budgets must be positive token counts, got {budget}")
-    specs = grid(datasets, archs, sizes, [seed], base)
-    specs += grid(datasets, archs, extra_seed_sizes, range(seed + 1, seed + 1 + extra_seeds), base)
-    if data_budgets:
-        specs += grid(datasets, archs, data_sizes, [seed], base, token_budgets=data_budgets)
-    unique: dict[str, RunSpec] = {}
-    for spec in specs:
-        unique.setdefault(_key(spec), spec)
-    return list(unique.values())
+              study: Study, lrs: dict[tuple[str, str, str], float] | None = None) -> list[RunSpec]:
+    """The main runs: every size at ``seed`` and ``study.extra_seeds`` more seeds of ``extra_seed_sizes``,
+    each with its size's budget and, once the search has chosen it, its learning rate (``lrs``)."""
+    specs = []
+    for d, a, s in itertools.product(datasets, archs, sizes):
+        check_arch_size(a, s)
+        budget = token_budget(a, s, base.context_length, base.batch_size, tokens_per_param=study.tokens_per_param,
+                              min_steps=study.min_steps, max_steps=study.max_steps)
+        seeds = [seed] + (list(range(seed + 1, seed + 1 + study.extra_seeds)) if s in study.extra_seed_sizes else [])
+        lr = (lrs or {}).get((d, a, s))
+        specs += [RunSpec(d, replace(base, arch=a, size=s, seed=sd, token_budget=budget, lr=lr)) for sd in seeds]
+    return specs
+
+
+def probe_specs(main: RunSpec, rates: Sequence[float], study: Study) -> list[RunSpec]:
+    """Learning-rate probes of a main run: its schedule truncated to the shortest branches, one per rate."""
+    branches = min(study.lr_probe_branches, main.config.n_branches)
+    return [RunSpec(main.dataset, replace(main.config, lr=float(r), train_branches=branches), "lr") for r in rates]
+
+
+def choose_rate(rates: Sequence[float], val_losses: Sequence[float]) -> tuple[float, str]:
+    """The rate of lowest validation loss, and where it lies in the grid: ``"inside"``, ``"low"`` or ``"high"``
+    (at an end: the grid does not bracket the optimum). A diverged probe (non-finite loss) never wins."""
+    losses = [v if v is not None and math.isfinite(v) else math.inf for v in val_losses]
+    order = sorted(range(len(rates)), key=lambda i: rates[i])
+    best = min(order, key=lambda i: losses[i])
+    where = "low" if best == order[0] else "high" if best == order[-1] else "inside"
+    return rates[best], where
+
+
+def lr_search(workdir: Workdir, mains: Sequence[RunSpec], study: Study, *, client=None,
+              log: Callable[[str], None] | None = print) -> dict[tuple[str, str, str], dict]:
+    """Choose each (dataset, arch, size)'s peak rate on **validation** loss: probe a grid around the
+    architecture's default, and while the best rate is at an end of the grid, add the next rate beyond that
+    end (at most ``lr_max_extensions`` times). Probes are runs like any other: cached, resumed, fingerprinted."""
+    first = {}
+    for m in mains:
+        first.setdefault((m.dataset, m.config.arch, m.config.size), m)
+    rates = {k: [DEFAULT_LR[k[1]] * f for f in study.lr_factors] for k in first}
+    step = {k: study.lr_factors[1] / study.lr_factors[0] for k in first}
+    out: dict[tuple[str, str, str], dict] = {}
+    found: dict[tuple[str, str, str], dict[float, float]] = {k: {} for k in first}
+    for round_ in range(study.lr_max_extensions + 1):
+        specs = [p for k, v in rates.items() if k not in out
+                 for p in probe_specs(first[k], [r for r in v if r not in found[k]], study)]
+        for spec, r in zip(specs, run_sweep(workdir.root, specs, client=client, log=log, index=False)):
+            found[(spec.dataset, spec.config.arch, spec.config.size)][spec.config.lr] = r["val_loss"]
+        for k in [k for k in rates if k not in out]:
+            grid_rates = sorted(found[k])
+            best, where = choose_rate(grid_rates, [found[k][r] for r in grid_rates])
+            if where == "inside" or round_ == study.lr_max_extensions:
+                out[k] = {"dataset": k[0], "arch": k[1], "size": k[2], "rates": grid_rates,
+                          "val_loss": [found[k][r] for r in grid_rates], "chosen": best, "bracketed": where == "inside",
+                          "probe_tokens": schedule_points(probe_specs(first[k], [best], study)[0].config)[-1].end
+                          * first[k].config.batch_tokens}
+            else:
+                rates[k] = grid_rates + [grid_rates[0] / step[k] if where == "low" else grid_rates[-1] * step[k]]
+                if log:
+                    log(f"{k[0]}/{k[1]}-{k[2]}: the best rate {best:.3g} is at the {where} end of the grid; "
+                        "adding the next rate beyond it")
+    return out
+
+
+def schedule_check_specs(mains: Sequence[RunSpec], check: dict, lrs: dict, seed: int) -> list[RunSpec]:
+    """Cosine runs of one size at the last ``points`` branch lengths of its WSD run, for ``seeds`` seeds, and
+    the WSD runs of those seeds (the main runs of extra seeds where the study has none)."""
+    main = next((m for m in mains if (m.dataset, m.config.arch, m.config.size) ==
+                 (check["dataset"], check["arch"], check["size"]) and m.config.seed == seed), None)
+    if main is None:
+        raise ValueError(f"schedule_check: {check['dataset']}/{check['arch']}-{check['size']} is not a run of "
+                         "this study (check its dataset, arch and size against datasets, archs and sizes)")
+    cfg = main.config
+    ends = [p.end for p in schedule_points(cfg)][-int(check.get("points", 2)):]
+    seeds = range(seed, seed + int(check.get("seeds", 2)))
+    wsd = [RunSpec(main.dataset, replace(cfg, seed=s)) for s in seeds]
+    cosine = [RunSpec(main.dataset, replace(cfg, seed=s, schedule="cosine", token_budget=e * cfg.batch_tokens,
+                                            n_evals=1, train_branches=None), "cosine")
+              for e in ends for s in seeds]
+    return wsd + cosine
+
+
+def compare_schedules(wsd: Sequence[dict], cosine: Sequence[dict]) -> list[dict]:
+    """Per token count: the mean loss of the WSD branches and of the cosine runs over seeds, their difference,
+    the seed-to-seed spread (standard deviation) of each, and the difference ± 2 standard errors: the two
+    schedules agree within seed noise where that interval covers zero."""
+    rows = []
+    for tokens in sorted({r["tokens_seen"] for r in cosine}):
+        cos = [r["test_loss"] for r in cosine if r["tokens_seen"] == tokens]
+        br = [p["test_loss"] for r in wsd for p in r["curve"] if p["tokens"] == tokens]
+        row = {"tokens": tokens, "wsd": float(np.mean(br)), "cosine": float(np.mean(cos)),
+               "difference": float(np.mean(br) - np.mean(cos)), "seeds": len(cos),
+               "wsd_sd": float(np.std(br, ddof=1)) if len(br) > 1 else None,
+               "cosine_sd": float(np.std(cos, ddof=1)) if len(cos) > 1 else None}
+        if row["wsd_sd"] is not None and row["cosine_sd"] is not None:
+            se = math.sqrt(row["wsd_sd"] ** 2 / len(br) + row["cosine_sd"] ** 2 / len(cos))
+            row["interval"] = [row["difference"] - 2 * se, row["difference"] + 2 * se]
+            row["within_noise"] = row["interval"][0] <= 0 <= row["interval"][1]
+        rows.append(row)
+    return rows
+
+
+@contextmanager
+def _cluster(n_workers: int, scheduler_address: str | None):
+    """A Dask client for the runs (an existing scheduler, a local cluster of ``n_workers``), or None."""
+    if scheduler_address:
+        from dask.distributed import Client
+
+        with Client(scheduler_address) as client:
+            yield client
+    elif n_workers > 1:
+        from dask.distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+            with Client(c) as client:
+                yield client
+    else:
+        yield None
 
 
 def train_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None, archs: Sequence[str],
                 sizes: Sequence[str], seed: int = 0, n_workers: int = 1, scheduler_address: str | None = None,
-                log: Callable[[str], None] | None = print, plan: dict | None = None, **train_kwargs) -> list[dict]:
-    """The train stage: plan the runs for every tokenized dataset and run them (skipping finished ones).
+                log: Callable[[str], None] | None = print, study: dict | None = None, **train_kwargs) -> dict:
+    """The train stage: for every tokenized dataset, the learning-rate search, the main runs (skipping
+    finished ones) and the optional schedule check. Returns ``{"runs", "lr_search", "schedule_check"}`` and
+    writes ``runs/<dataset>/{sweep_results,lr_search,schedule_check}.json``.
 
-    ``train_kwargs`` are :class:`TrainConfig` fields (token_budget, context_length, ...); ``plan`` holds
-    :func:`plan_runs`' keyword arguments. ``n_workers > 1`` runs on a local Dask cluster;
-    ``scheduler_address`` connects to an existing one (e.g. ``tcp://host:8786``).
+    ``train_kwargs`` are :class:`TrainConfig` fields (context_length, n_branches, ...); ``study`` holds
+    :class:`Study` fields. ``n_workers > 1`` runs on a local Dask cluster; ``scheduler_address`` connects
+    to an existing one (e.g. ``tcp://host:8786``).
     """
     wd = Workdir(workdir)
     datasets = as_optional_list("datasets", datasets) or wd.datasets("tokens")
@@ -253,34 +415,38 @@ def train_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None, a
     sizes = as_list("sizes", sizes)
     as_int("seed", seed)
     as_int("n_workers", n_workers, minimum=1)
-    plan = dict(plan or {})
-    for key in ("extra_seed_sizes", "data_sizes"):
-        if key in plan:
-            plan[key] = as_list(key, plan[key], allow_empty=True)
-    if "data_budgets" in plan:
-        plan["data_budgets"] = [as_int("data_budgets", b, minimum=1)
-                                for b in as_list("data_budgets", plan["data_budgets"], item=int, allow_empty=True)]
-    if "extra_seeds" in plan:
-        as_int("extra_seeds", plan["extra_seeds"], minimum=0)
+    study = dict(study or {})
+    if "extra_seed_sizes" in study:
+        study["extra_seed_sizes"] = tuple(as_list("extra_seed_sizes", study["extra_seed_sizes"], allow_empty=True))
+    if "lr_factors" in study:
+        study["lr_factors"] = tuple(float(f) for f in as_list("lr_factors", study["lr_factors"], item=(int, float)))
+    plan = Study(**study)
     device = train_kwargs.get("device", "auto")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but torch sees no CUDA device; use 'auto' or 'cpu'")
     train_kwargs.setdefault("threads", 1)  # one thread per run: deterministic, and runs go in parallel
     base = TrainConfig(**train_kwargs)
     check_splits(wd, datasets, base.context_length)
-    specs = plan_runs(datasets, archs, sizes, seed, base, **plan)
-    if scheduler_address:
-        from dask.distributed import Client
-
-        with Client(scheduler_address) as client:
-            return run_sweep(wd.root, specs, client=client, log=log)
-    if n_workers > 1:
-        from dask.distributed import Client, LocalCluster
-
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-            with Client(cluster) as client:
-                return run_sweep(wd.root, specs, client=client, log=log)
-    return run_sweep(wd.root, specs, log=log)
+    mains = plan_runs(datasets, archs, sizes, seed, base, plan)  # every budget is checked here, before any run
+    if plan.schedule_check:
+        schedule_check_specs(mains, plan.schedule_check, {}, seed)
+    with _cluster(n_workers, scheduler_address) as client:
+        searched = lr_search(wd, [m for m in mains if m.config.seed == seed], plan, client=client, log=log)
+        for dataset in datasets:
+            write_json(wd.lr_search(dataset), [v for k, v in searched.items() if k[0] == dataset])
+        lrs = {k: v["chosen"] for k, v in searched.items()}
+        mains = plan_runs(datasets, archs, sizes, seed, base, plan, lrs)
+        runs = run_sweep(wd.root, mains, client=client, log=log)
+        checked: list[dict] = []
+        if plan.schedule_check:
+            specs = schedule_check_specs(mains, plan.schedule_check, lrs, seed)
+            results = run_sweep(wd.root, specs, client=client, log=log, index=False)
+            checked = compare_schedules([r for s, r in zip(specs, results) if s.kind == "main"],
+                                        [r for s, r in zip(specs, results) if s.kind == "cosine"])
+            for row in checked:
+                row.update({k: plan.schedule_check[k] for k in ("dataset", "arch", "size")})
+            write_json(wd.schedule_check(plan.schedule_check["dataset"]), checked)
+    return {"runs": runs, "lr_search": list(searched.values()), "schedule_check": checked}
 
 
 def check_splits(wd: Workdir, datasets: Sequence[str], context_length: int) -> None:
@@ -295,16 +461,111 @@ def check_splits(wd: Workdir, datasets: Sequence[str], context_length: int) -> N
 
 
 def runs_table(results: Sequence[dict]):
-    """One row per run: dataset, model, N, tokens, best validation and test loss (nats and bits)."""
+    """One row per run: dataset, model, N, its longest branch D and D/N, validation and test loss there."""
     from .report import markdown_table
 
-    rows = sorted(results, key=lambda r: (r["dataset"], r["arch"], r["params_non_embedding"], r["seed"],
-                                         r["tokens_seen"]))
+    rows = sorted(results, key=lambda r: (r["dataset"], r["arch"], r["params_non_embedding"], r["seed"]))
+    rows = [{**r, "d_per_n": r["tokens_seen"] / r["params_non_embedding"], "lr": r["config"]["lr"],
+             "points": len(r["curve"])} for r in rows]
     return markdown_table(rows, [
         ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None), ("seed", "seed", None),
-        ("params_non_embedding", "N (non-emb.)", ","), ("tokens_seen", "tokens", ","),
-        ("flops", "FLOPs", ".2e"), ("best_val_loss", "best val (nats)", ".4f"),
-        ("test_loss", "test (nats)", ".4f"), ("test_bpc", "test (bits/char)", ".4f")])
+        ("params_non_embedding", "N (non-emb.)", ","), ("lr", "peak rate", ".2e"), ("points", "branches", None),
+        ("tokens_seen", "longest D (tokens)", ","), ("d_per_n", "D/N", ",.0f"),
+        ("val_loss", "val (nats/char)", ".4f"), ("test_loss", "test (nats/char)", ".4f"),
+        ("test_bpc", "test (bits/char)", ".4f")])
+
+
+def budget_table(archs: Sequence[str], sizes: Sequence[str], *, context_length: int, batch_size: int,
+                 n_branches: int, branch_ratio: float = 2.0, **budget):
+    """Per size: N, the longest branch D_max, the shortest D_min, and the range of D/N the branches cover."""
+    from .report import markdown_table
+
+    rows = []
+    for a, s in itertools.product(archs, sizes):
+        n = describe(a, s, vocab_size=128, context_length=context_length)["params_non_embedding"]
+        d_max = token_budget(a, s, context_length, batch_size, **budget)
+        d_min = d_max / branch_ratio ** (n_branches - 1)
+        rows.append({"arch": a, "size": s, "n": n, "d_min": d_min, "d_max": d_max, "lo": d_min / n, "hi": d_max / n})
+    return markdown_table(rows, [
+        ("arch", "arch", None), ("size", "size", None), ("n", "N (non-emb.)", ","),
+        ("d_min", "shortest branch D (tokens)", ",.0f"), ("d_max", "longest branch D (tokens)", ",.0f"),
+        ("lo", "D/N from", ",.1f"), ("hi", "D/N to", ",.0f")])
+
+
+def lr_table(searches: Sequence[dict]):
+    """The learning-rate search: every rate tried with its validation loss, the chosen one marked."""
+    from .report import markdown_table
+
+    rows = []
+    for s in sorted(searches, key=lambda s: (s["dataset"], s["arch"], s["size"])):
+        tried = ", ".join(("**" if r == s["chosen"] else "") + f"{r:.2e}: {v:.4f}" + ("**" if r == s["chosen"] else "")
+                          for r, v in zip(s["rates"], s["val_loss"]))
+        rows.append({**s, "tried": tried, "where": "yes" if s["bracketed"] else "no (at an end after extending)"})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None),
+        ("probe_tokens", "probe D (tokens)", ","), ("tried", "rate: validation loss (nats/char)", None),
+        ("chosen", "chosen rate", ".2e"), ("where", "bracketed", None)])
+
+
+def schedule_check_table(rows: Sequence[dict]):
+    """WSD branch against a cosine run of the same length: mean test losses over seeds and their spread."""
+    from .report import markdown_table
+
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None), ("tokens", "D (tokens)", ","),
+        ("seeds", "seeds", None), ("wsd", "WSD branch (nats/char)", ".4f"), ("cosine", "cosine run (nats/char)", ".4f"),
+        ("difference", "WSD − cosine", "+.4f"), ("interval", "± 2 s.e.", lambda v: f"[{v[0]:+.4f}, {v[1]:+.4f}]"),
+        ("wsd_sd", "seed s.d., WSD", ".4f"), ("cosine_sd", "seed s.d., cosine", ".4f")])
+
+
+def context_coverage(workdir: str | Path, context_length: int) -> list[dict]:
+    """Per dataset: the longest test tune in tokens (with its separator) and whether the context covers it."""
+    from .evaluate import covers_every_tune
+
+    wd = Workdir(workdir)
+    rows = []
+    for d in wd.datasets("runs"):
+        if wd.tokens(d, "test").exists():
+            fits, longest = covers_every_tune(np.load(wd.tokens(d, "test")), context_length)
+            rows.append({"dataset": d, "context_length": context_length, "longest": longest, "covered": fits})
+    return rows
+
+
+def glue_study(study: dict, coverage: Sequence[dict], parameters: dict) -> None:
+    """Glue what the methods page cites about the training design (names prefixed ``train_``)."""
+    from .report import glue_text
+
+    for name, value in parameters.items():
+        glue_text(f"train_{name}", value, ",")
+    for row in coverage:
+        glue_text(f"train_{row['dataset']}_longest_test_tune", row["longest"], ",")
+        glue_text(f"train_{row['dataset']}_context_covers", "covers every test tune" if row["covered"] else
+                  "does not cover every test tune (longer ones are scored with overlapping windows)")
+    searches = study["lr_search"]
+    glue_text("train_n_lr_searches", len(searches), "d")
+    glue_text("train_n_lr_bracketed", sum(s["bracketed"] for s in searches), "d")
+    glue_text("train_n_lr_probes", sum(len(s["rates"]) for s in searches), "d")
+    check = study["schedule_check"]
+    if check:
+        glue_text("train_check_model", f"{check[0]['dataset']} {check[0]['arch']} {check[0]['size']}")
+        glue_text("train_check_seeds", check[0]["seeds"], "d")
+        glue_text("train_check_summary", "; ".join(
+            f"at D = {r['tokens']:,} the WSD branch is {r['difference']:+.4f} nats/char from the cosine run "
+            + (f"(± 2 s.e. [{r['interval'][0]:+.4f}, {r['interval'][1]:+.4f}], "
+               + ("within seed noise)" if r["within_noise"] else "outside seed noise)") if "interval" in r
+               else "(one seed: no interval)") for r in check))
+        n_within = sum(r.get("within_noise", False) for r in check)
+        glue_text("train_check_verdict", f"{n_within} of {len(check)}")
+
+
+def glue_tables(study: dict) -> None:
+    """Glue the learning-rate table and the schedule check, which the methods page shows."""
+    from myst_nb import glue
+
+    from .report import html_table
+
+    glue("train_lr_table", html_table(lr_table(study["lr_search"])), display=False)
+    glue("train_check_table", html_table(schedule_check_table(study["schedule_check"])), display=False)
 
 
 def throughput_table(results: Sequence[dict]):

@@ -1,14 +1,24 @@
-"""The training loop: one function that trains one model on a token budget and returns its record.
+"""The training loop: one function that trains one model and returns its record.
 
-AdamW (decay on matrices only), linear warm-up then cosine decay, gradient clipping, evaluation at
-regular token counts, the best-validation weights kept (``best.pt``) and the test loss measured with
-them. The full training state is checkpointed atomically (``checkpoint.pt``) at each evaluation, so
-an interrupted run resumes and ends exactly as an uninterrupted one would (on the CPU, for a fixed
-thread count).
+The default schedule is warmup-stable-decay (WSD; Hägele et al. 2024, "Scaling Laws and Compute-Optimal
+Training Beyond Fixed Training Durations"): a linear warm-up, then a constant peak rate on a *trunk* that
+never decays. At each of ``n_branches`` token counts ``D_k = token_budget / branch_ratio^k`` a *branch*
+copies the model, the optimizer and the data stream at ``0.8 D_k``, decays the rate to zero over the last
+``cooldown_frac`` of ``D_k`` (the "1 - sqrt" shape that paper found best) and measures the validation and
+test loss: one point ``(N, D_k, L)`` per branch, each the loss a full WSD run of length ``D_k`` would reach,
+for about 1.2 times the cost of the longest run alone. ``schedule="cosine"`` trains the classic cosine run
+(warm-up, cosine decay to ``min_lr_ratio`` of the peak) with ``n_evals`` points along the way, for the check
+that a branch at D matches a cosine run of length D.
+
+AdamW (decay on matrices only), gradient clipping. Validation and test losses are tune-aligned
+(:mod:`musicscale.evaluate`). The full training state is checkpointed atomically (``checkpoint.pt``) at
+each branch, so an interrupted run resumes and ends exactly as an uninterrupted one would (on the CPU,
+for a fixed thread count); the weights of the last point are saved as ``model.pt``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import platform
 import subprocess
@@ -23,6 +33,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from . import __version__
+from .evaluate import evaluate_tunes
 from .models import build_model, non_embedding_parameters, total_parameters
 from .workdir import CorruptArtifactError, atomic_write, load_torch, move_aside
 
@@ -36,23 +47,28 @@ class TrainConfig:
     arch: str = "transformer"
     size: str = "tiny"
     seed: int = 0
-    token_budget: int = 200_000
+    token_budget: int = 200_000  # tokens of the longest branch (WSD) or of the whole run (cosine)
     context_length: int = 128
     batch_size: int = 32
-    lr: float | None = None  # None: the architecture's default below
-    min_lr_ratio: float = 0.1
-    warmup_frac: float = 0.05
+    lr: float | None = None  # peak rate; None: the architecture's default below
+    schedule: str = "wsd"  # "wsd" (trunk + cooldown branches) or "cosine"
+    n_branches: int = 6  # WSD: cooldown points at token_budget / branch_ratio^k, k = 0 .. n_branches - 1
+    branch_ratio: float = 2.0
+    cooldown_frac: float = 0.2  # WSD: each branch decays over this fraction of its length
+    train_branches: int | None = None  # WSD: train only the shortest few branches (a learning-rate probe)
+    warmup_frac: float = 0.05  # linear warm-up over this fraction of the shortest branch (or of a cosine run)
+    min_lr_ratio: float = 0.1  # cosine: the rate decays to this fraction of the peak
+    n_evals: int = 4  # cosine: evaluations along the run
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    n_evals: int = 10
-    eval_tokens: int = 65_536  # validation tokens per periodic evaluation
+    eval_tokens: int = 65_536  # validation tokens (whole tunes) per point; the test split is measured whole
     device: str = "auto"
     threads: int | None = None  # torch CPU threads; None leaves torch's default
 
     def __post_init__(self) -> None:
-        for name in ("token_budget", "context_length", "batch_size", "n_evals", "eval_tokens"):
+        for name in ("token_budget", "context_length", "batch_size", "n_evals", "eval_tokens", "n_branches"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.token_budget < self.context_length * self.batch_size:
             raise ValueError(
@@ -63,6 +79,21 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
+        if self.schedule not in ("wsd", "cosine"):
+            raise ValueError(f"schedule must be 'wsd' or 'cosine', got {self.schedule!r}")
+        if not self.branch_ratio > 1 or not 0 < self.cooldown_frac < 1 or not 0 <= self.warmup_frac < 1:
+            raise ValueError("branch_ratio must be > 1, cooldown_frac in (0, 1) and warmup_frac in [0, 1)")
+        if self.train_branches is not None and not 1 <= self.train_branches <= self.n_branches:
+            raise ValueError(f"train_branches must be None or 1..n_branches, got {self.train_branches!r}")
+        points = schedule_points(self)
+        if self.schedule == "wsd":
+            ends = [p.end for p in points]
+            first = points[0]
+            if len(set(ends)) < len(ends) or first.end - first.cooldown < warmup_steps(self):
+                raise ValueError(
+                    f"token_budget={self.token_budget} is too short for {self.n_branches} branches at ratio "
+                    f"{self.branch_ratio:g}: the shortest branch has {first.end} steps of {self.batch_tokens} tokens; "
+                    "give more tokens or fewer branches")
 
     @property
     def learning_rate(self) -> float:
@@ -77,8 +108,39 @@ class TrainConfig:
         return self.token_budget // self.batch_tokens
 
 
-# Peak learning rates per architecture, from benchmarks/lr_probe.py on the real corpus (see the methods page).
+# Peak learning rates per architecture: the centre of each size's learning-rate search (sweep.lr_search).
 DEFAULT_LR = {"transformer": 3e-3, "lstm": 1e-2}
+
+
+@dataclass(frozen=True)
+class Point:
+    """Where a run is measured: after ``end`` optimizer steps, the last ``cooldown`` of them on a branch."""
+
+    end: int
+    cooldown: int
+
+    @property
+    def fork(self) -> int:
+        return self.end - self.cooldown
+
+
+def schedule_points(cfg: TrainConfig) -> list[Point]:
+    """The measurement points of a run: WSD branch ends (a geometric series up to ``token_budget``, only
+    the first ``train_branches`` for a probe), or ``n_evals`` evenly spaced points of a cosine run."""
+    total = cfg.total_steps
+    if cfg.schedule == "cosine":
+        ends = sorted({max(1, round(total * (i + 1) / cfg.n_evals)) for i in range(cfg.n_evals)})
+        return [Point(e, 0) for e in ends]
+    ends = [max(1, round(total / cfg.branch_ratio ** (cfg.n_branches - 1 - k))) for k in range(cfg.n_branches)]
+    points = [Point(e, max(1, round(cfg.cooldown_frac * e))) for e in ends]
+    return points[: cfg.train_branches] if cfg.train_branches else points
+
+
+def warmup_steps(cfg: TrainConfig) -> int:
+    """Warm-up steps: a fraction of the shortest branch (every branch shares the trunk's warm-up), or of a
+    cosine run."""
+    base = cfg.total_steps if cfg.schedule == "cosine" else schedule_points(cfg)[0].end
+    return max(1, round(cfg.warmup_frac * base))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -89,13 +151,20 @@ def resolve_device(device: str) -> torch.device:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to the peak, then cosine decay to ``min_lr_ratio`` of it."""
-    peak, total = cfg.learning_rate, cfg.total_steps
-    warmup = max(1, int(cfg.warmup_frac * total))
+    """The trunk's rate at ``step``: linear warm-up to the peak, then constant (WSD) or cosine decay to
+    ``min_lr_ratio`` of the peak (cosine)."""
+    peak, total, warmup = cfg.learning_rate, cfg.total_steps, warmup_steps(cfg)
     if step < warmup:
         return peak * (step + 1) / warmup
+    if cfg.schedule == "wsd":
+        return peak
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return peak * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def cooldown_lr(step: int, point: Point, cfg: TrainConfig) -> float:
+    """A branch's rate at ``step``: from the peak down towards zero as ``1 - sqrt(progress)``."""
+    return cfg.learning_rate * (1.0 - math.sqrt((step - point.fork) / point.cooldown))
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -114,25 +183,10 @@ def get_batch(data: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> tup
     return windows[:, :-1], windows[:, 1:]
 
 
-@torch.no_grad()
 def evaluate(model: torch.nn.Module, data: torch.Tensor, context_length: int, max_tokens: int | None = None,
-             batch_size: int = 64, device: torch.device | str = "cpu") -> float:
-    """Mean next-token loss (nats) over consecutive non-overlapping windows of a split stream."""
-    model.eval()
-    n = len(data) - 1 if max_tokens is None else min(len(data) - 1, max_tokens)
-    n_windows = max(1, n // context_length)
-    total, count = 0.0, 0
-    for first in range(0, n_windows, batch_size):
-        idx = torch.arange(first, min(first + batch_size, n_windows))[:, None] * context_length
-        rows = idx + torch.arange(context_length + 1)
-        rows = rows.clamp(max=len(data) - 1)
-        windows = data[rows].to(device)
-        x, y = windows[:, :-1], windows[:, 1:]
-        logits = model(x)
-        total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
-        count += y.numel()
-    model.train()
-    return total / count
+             device: torch.device | str = "cpu") -> float:
+    """Mean next-token loss (nats) over whole tunes, tune by tune (:func:`musicscale.evaluate.evaluate_tunes`)."""
+    return evaluate_tunes(model, data, context_length, max_tokens=max_tokens, device=device)["loss"]
 
 
 def git_commit() -> str | None:
@@ -145,11 +199,11 @@ def git_commit() -> str | None:
         return None
 
 
-def _state(model, optimizer, step, gen, curve, best, cfg, data_fingerprint) -> dict:
+def _state(model, optimizer, step, gen, curve, cfg, data_fingerprint) -> dict:
     return {
         "config": asdict(cfg), "data_fingerprint": data_fingerprint, "step": step, "model": model.state_dict(),
         "optimizer": optimizer.state_dict(), "batch_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
-        "curve": curve, "best": best,
+        "curve": curve,
     }
 
 
@@ -157,20 +211,16 @@ def load_resume_state(run_dir: Path, cfg: TrainConfig, data_fingerprint: str | N
                       log: Callable[[str], None] | None = print) -> dict | None:
     """The checkpoint of an interrupted run, if it was made with the same configuration and data.
 
-    A checkpoint (or its ``best.pt``) that cannot be read is moved aside as ``*.corrupt``; one made with
-    another configuration or other data is ignored. Either way the run starts from scratch, and ``log``
-    says why."""
-    ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
+    A checkpoint that cannot be read is moved aside as ``*.corrupt``; one made with another configuration
+    or other data is ignored. Either way the run starts from scratch, and ``log`` says why."""
+    ckpt_path = run_dir / "checkpoint.pt"
     if not ckpt_path.exists():
         return None
     try:
         state = load_torch(ckpt_path, map_location=device)
-        if state["best"]["step"] > 0:
-            load_torch(best_path, map_location="cpu")
-    except (CorruptArtifactError, FileNotFoundError, KeyError, TypeError) as err:
-        for path in (ckpt_path, best_path):
-            if path.exists():
-                move_aside(path)
+        state["curve"], state["step"]  # noqa: B018 (a checkpoint of an older layout is unusable too)
+    except (CorruptArtifactError, KeyError, TypeError) as err:
+        move_aside(ckpt_path)
         if log:
             log(f"{run_dir.name}: {err}; moved aside as *.corrupt, training from scratch")
         return None
@@ -202,6 +252,37 @@ class _Clock:
         self.started = time.perf_counter()
 
 
+def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: torch.Tensor, cfg: TrainConfig,
+           gen: torch.Generator, start: int, end: int, lr: Callable[[int], float], bar) -> float:
+    """Optimizer steps ``start .. end - 1`` at rate ``lr(step)``; returns the mean training loss."""
+    total, n = 0.0, 0
+    model.train()
+    for step in range(start, end):
+        for group in optimizer.param_groups:
+            group["lr"] = lr(step)
+        x, y = get_batch(data, cfg, gen)
+        logits = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        total += loss.item()
+        n += 1
+        bar.update(1)
+    return total / n if n else math.nan
+
+
+def _branch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator, cfg: TrainConfig):
+    """Independent copies of the model, the optimizer state and the data stream, to cool down from here."""
+    b_model = copy.deepcopy(model)
+    b_opt = make_optimizer(b_model, cfg)
+    b_opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    b_gen = torch.Generator()
+    b_gen.set_state(gen.get_state())
+    return b_model, b_opt, b_gen
+
+
 def train(
     cfg: TrainConfig,
     tokens: dict[str, np.ndarray],
@@ -213,12 +294,14 @@ def train(
     data_fingerprint: str | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict:
-    """Train ``cfg.arch``/``cfg.size`` on ``tokens['train']`` for ``cfg.token_budget`` tokens.
+    """Train ``cfg.arch``/``cfg.size`` on ``tokens['train']`` and measure it at every point of its schedule.
 
-    ``tokens`` holds the ``train``, ``val`` and ``test`` streams. Writes ``checkpoint.pt`` (resume state,
-    at each evaluation) and ``best.pt`` (best-validation weights) under ``run_dir`` and returns the run
-    record (also what :mod:`musicscale.sweep` saves as ``result.json``). ``callback`` is called with each
-    evaluation record after the checkpoint is written (progress reporting; tests interrupt there).
+    ``tokens`` holds the ``train``, ``val`` and ``test`` streams. Writes ``checkpoint.pt`` (resume state, at
+    each point) and ``model.pt`` (the weights measured at the last point) under ``run_dir`` and returns the
+    run record (also what :mod:`musicscale.sweep` saves as ``result.json``); ``record["curve"]`` holds one
+    entry per point (tokens, FLOPs of a run of that length, validation and test loss). A learning-rate probe
+    (``train_branches`` set) measures the validation loss only: its test loss is never computed.
+    ``callback`` is called with each point after the checkpoint is written (tests interrupt there).
     ``data_fingerprint`` identifies the token streams (:func:`musicscale.datasets.data_fingerprint`): a
     checkpoint is resumed only if it was made with the same configuration and the same data.
     """
@@ -237,83 +320,70 @@ def train(
     data = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in tokens.items()}
     train_data = data["train"].to(device)
     flops_per_token = model.flops_per_token()
+    measure_test = cfg.train_branches is None
 
-    step, curve, best = 0, [], {"val_loss": math.inf, "step": 0, "tokens": 0}
-    wall_before = 0.0
-    ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
+    step, curve, wall_before = 0, [], 0.0
+    ckpt_path, model_path = run_dir / "checkpoint.pt", run_dir / "model.pt"
     state = load_resume_state(run_dir, cfg, data_fingerprint, device, log)
     if state is not None:  # resume
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         gen.set_state(state["batch_rng"])
         torch.set_rng_state(state["torch_rng"])
-        step, curve, best = state["step"], state["curve"], state["best"]
+        step, curve = state["step"], state["curve"]
         wall_before = state.get("wall_time_s", 0.0)
 
-    total = cfg.total_steps
-    eval_steps = sorted({max(1, round(total * (i + 1) / cfg.n_evals)) for i in range(cfg.n_evals)})
+    points = schedule_points(cfg)
+    trained = points[-1].fork + sum(p.cooldown for p in points)  # optimizer steps the whole run takes
+    done = step + sum(p.cooldown for p in points[: len(curve)])
     clock = _Clock(seconds=wall_before)
-    running, n_running = 0.0, 0
-    bar = tqdm(total=total, initial=step, disable=not progress, leave=False,
+    bar = tqdm(total=trained, initial=done, disable=not progress, leave=False,
                desc=f"{cfg.arch}-{cfg.size}-s{cfg.seed}", unit="step")
-    model.train()
-    while step < total:
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        x, y = get_batch(train_data, cfg, gen)
-        logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        step += 1
-        running += loss.item()
-        n_running += 1
-        bar.update(1)
-        if step in eval_steps:
-            clock.lap()
-            val = evaluate(model, data["val"], cfg.context_length, cfg.eval_tokens, device=device)
-            tokens_seen = step * cfg.batch_tokens
-            point = {"step": step, "tokens": tokens_seen, "flops": tokens_seen * flops_per_token,
-                     "train_loss": running / n_running, "val_loss": val, "lr": lr_at(step - 1, cfg)}
-            curve.append(point)
-            running, n_running = 0.0, 0
-            if val < best["val_loss"]:
-                best = {"val_loss": val, "step": step, "tokens": tokens_seen}
-                _save({"arch": cfg.arch, "size": cfg.size, "vocab_size": vocab_size,
-                       "context_length": cfg.context_length, "step": step, "model": model.state_dict(),
-                       "config": asdict(cfg), "data_fingerprint": data_fingerprint}, best_path)
-            state = _state(model, optimizer, step, gen, curve, best, cfg, data_fingerprint)
-            state["wall_time_s"] = clock.seconds
-            _save(state, ckpt_path)
-            bar.set_postfix(val=f"{val:.3f}")
-            if callback is not None:
-                callback(point)
-            clock.restart()
+    for point in points[len(curve):]:
+        train_loss = _steps(model, optimizer, train_data, cfg, gen, step, point.fork, lambda s: lr_at(s, cfg), bar)
+        step = point.fork
+        measured = model
+        if point.cooldown:
+            measured, b_opt, b_gen = _branch(model, optimizer, gen, cfg)
+            train_loss = _steps(measured, b_opt, train_data, cfg, b_gen, point.fork, point.end,
+                                lambda s, p=point: cooldown_lr(s, p, cfg), bar)
+        clock.lap()
+        tokens_seen = point.end * cfg.batch_tokens
+        entry = {"step": point.end, "fork_step": point.fork, "tokens": tokens_seen,
+                 "flops": tokens_seen * flops_per_token, "train_loss": train_loss,
+                 "val_loss": evaluate(measured, data["val"], cfg.context_length, cfg.eval_tokens, device=device),
+                 "test_loss": evaluate(measured, data["test"], cfg.context_length, device=device)
+                 if measure_test else None}
+        curve.append(entry)
+        if point is points[-1]:
+            _save({"arch": cfg.arch, "size": cfg.size, "vocab_size": vocab_size, "context_length": cfg.context_length,
+                   "step": point.end, "model": measured.state_dict(), "config": asdict(cfg),
+                   "data_fingerprint": data_fingerprint}, model_path)
+        state = _state(model, optimizer, step, gen, curve, cfg, data_fingerprint)
+        state["wall_time_s"] = clock.seconds
+        _save(state, ckpt_path)
+        bar.set_postfix(val=f"{entry['val_loss']:.3f}")
+        if callback is not None:
+            callback(entry)
+        clock.restart()
     bar.close()
-    clock.lap()
 
-    try:
-        best_state = load_torch(best_path, map_location=device)
-    except CorruptArtifactError:
-        move_aside(best_path)  # the next attempt sees no best.pt and trains the run again from scratch
-        raise
-    model.load_state_dict(best_state["model"])
-    test = evaluate(model, data["test"], cfg.context_length, device=device)
-    tokens_seen = total * cfg.batch_tokens
+    last = curve[-1]
     n_params = non_embedding_parameters(model)
     wall = clock.seconds
+    trained_tokens = trained * cfg.batch_tokens
+    test = last["test_loss"]
     return {
         "run": f"{cfg.arch}-{cfg.size}-s{cfg.seed}",
         "arch": cfg.arch, "size": cfg.size, "seed": cfg.seed,
         "config": asdict(cfg), "data_fingerprint": data_fingerprint,
         "params_non_embedding": n_params, "params_total": total_parameters(model),
-        "flops_per_token": flops_per_token, "tokens_seen": tokens_seen, "flops": tokens_seen * flops_per_token,
-        "steps": total, "wall_time_s": wall, "tokens_per_s": tokens_seen / wall if wall > 0 else None,
+        "flops_per_token": flops_per_token, "tokens_seen": last["tokens"], "flops": last["flops"],
+        "steps": last["step"], "trained_tokens": trained_tokens, "trained_flops": trained_tokens * flops_per_token,
+        "wall_time_s": wall, "tokens_per_s": trained_tokens / wall if wall > 0 else None,
         "curve": curve,
-        "best_val_loss": best["val_loss"], "best_step": best["step"], "best_tokens": best["tokens"],
-        "test_loss": test, "val_bpc": best["val_loss"] * NATS_TO_BITS, "test_bpc": test * NATS_TO_BITS,
+        "val_loss": last["val_loss"], "test_loss": test, "val_bpc": last["val_loss"] * NATS_TO_BITS,
+        "test_bpc": None if test is None else test * NATS_TO_BITS,
         "device": str(device), "threads": torch.get_num_threads(),
         "versions": {"musicscale": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "git_commit": git_commit(),

@@ -4,7 +4,8 @@ Every stage writes under one ``workdir``::
 
     data/<dataset>/{train,val,test}.txt, corpus_report.json      (01_data)
     tokens/<dataset>/{train,val,test}.npy, meta.json              (02_tokenize)
-    runs/<dataset>/<arch>-<size>-s<seed>[-t<budget>]/{checkpoint.pt,result.json}   (03_train)
+    runs/<dataset>/<arch>-<size>-s<seed>-t<budget>[-lr<rate>-probe<k>|-cosine]/{checkpoint.pt,model.pt,result.json},
+    runs/<dataset>/{sweep_results,lr_search,schedule_check}.json  (03_train)
     results/experiment_results.json, *.png                        (04_analyze)
     generated/<dataset>/<arch>-<size>/{samples.jsonl,summary.json,best.svg,best.ogg,best.mid}  (05_generate)
 
@@ -78,6 +79,12 @@ class Workdir:
 
     def sweep_results(self, dataset: str) -> Path:
         return self.runs_dir(dataset) / "sweep_results.json"
+
+    def lr_search(self, dataset: str) -> Path:
+        return self.runs_dir(dataset) / "lr_search.json"
+
+    def schedule_check(self, dataset: str) -> Path:
+        return self.runs_dir(dataset) / "schedule_check.json"
 
     @property
     def results_dir(self) -> Path:

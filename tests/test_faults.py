@@ -128,7 +128,7 @@ def test_interrupted_sweep_leaves_no_empty_dataset_and_analysis_names_it(tokeniz
 
 
 # 5. a corrupt artifact is named, moved aside, and its run trained again
-@pytest.mark.parametrize("damage", ["checkpoint.pt", "best.pt", "result.json"])
+@pytest.mark.parametrize("damage", ["checkpoint.pt", "model.pt", "result.json"])
 def test_corrupt_artifacts_are_moved_aside_and_the_run_retrained(tokenized_workdir, damage):
     wd = tokenized_workdir
     kw = {**KW, "archs": ["lstm"]}
@@ -143,7 +143,7 @@ def test_corrupt_artifacts_are_moved_aside_and_the_run_retrained(tokenized_workd
     assert (path.parent / (damage + ".corrupt")).exists()
     assert any(str(path) in line and "moved aside" in line for line in lines), lines
     assert again["test_loss"] == first["test_loss"] and again["curve"] == first["curve"]
-    if damage == "best.pt":
+    if damage == "model.pt":
         with pytest.raises(ValueError, match=r"best\.pt.*cannot be read.*03_train"):
             path.write_bytes(b"PK\x03\x04 truncated")
             generate.load_model(wd.root, "markov", first["run"])
