@@ -19,8 +19,9 @@ from musicscale.tokenizer import CharTokenizer
 from musicscale.train import TrainConfig
 from musicscale.workdir import Workdir, read_json, remove_partial_files, write_json
 
-KW = dict(archs=["transformer", "lstm"], sizes=["micro"], token_budget=4 * 8 * 16, context_length=16, batch_size=8,
-          n_evals=2, eval_tokens=512, device="cpu")
+KW = dict(archs=["transformer", "lstm"], sizes=["micro"], context_length=16, batch_size=8, n_branches=2,
+          eval_tokens=512, device="cpu",
+          study=dict(min_steps=8, max_steps=8, lr_factors=[0.5, 1.0, 2.0], lr_probe_branches=1, lr_max_extensions=0))
 
 
 def retokenize(wd: Workdir, dataset: str, seed: int) -> None:
@@ -39,13 +40,14 @@ def retokenize(wd: Workdir, dataset: str, seed: int) -> None:
 # 2. stale results are never reused after the data change
 def test_runs_trained_on_other_data_are_trained_again(tokenized_workdir):
     wd = tokenized_workdir
-    first = sweep.train_stage(wd.root, log=None, **KW)
+    first = sweep.train_stage(wd.root, log=None, **KW)["runs"]
     retokenize(wd, "markov", seed=7)
     with pytest.raises(analysis.NoRunsError, match=r"dataset 'markov': 2 of 2 runs .* other data.*03_train"):
         analysis.load_sweep(wd.root)
     lines: list[str] = []
-    second = sweep.train_stage(wd.root, log=lines.append, **KW)
-    assert sum("made with other data" in line for line in lines) == 2, lines
+    second = sweep.train_stage(wd.root, log=lines.append, **KW)["runs"]
+    # every probe (3 rates x 2 architectures) and both main runs: retrained, and the log says why
+    assert sum("made with other data" in line or "another configuration" in line for line in lines) == 8, lines
     assert not any("finished earlier" in line for line in lines)
     assert [r["data_fingerprint"] for r in second] != [r["data_fingerprint"] for r in first]
     assert second[0]["test_loss"] != first[0]["test_loss"]
@@ -56,8 +58,8 @@ def test_a_checkpoint_of_other_data_is_not_resumed(tokenized_workdir, tmp_path):
     from musicscale.train import train
 
     tokens, meta = sweep.load_tokens(tokenized_workdir, "markov")
-    cfg = TrainConfig(**{k: v for k, v in KW.items() if k not in ("archs", "sizes")}, arch="lstm", size="micro",
-                      threads=1)
+    cfg = TrainConfig(**{k: v for k, v in KW.items() if k not in ("archs", "sizes", "study")}, arch="lstm",
+                      size="micro", threads=1, token_budget=8 * 8 * 16)
     lines: list[str] = []
     a = train(cfg, tokens, meta["vocab_size"], tmp_path / "a", data_fingerprint="one", log=lines.append)
     b = train(cfg, tokens, meta["vocab_size"], tmp_path / "a", data_fingerprint="two", log=lines.append)
@@ -111,7 +113,7 @@ def test_interrupted_sweep_leaves_no_empty_dataset_and_analysis_names_it(tokeniz
     real = sweep.run_one
 
     def killed_on_other(workdir, spec, progress=False):
-        if spec.dataset == "other":
+        if spec.dataset == "other" and spec.kind == "main":  # killed after the rate search, during the runs
             wd.run_dir("other", spec.name).mkdir(parents=True, exist_ok=True)
             raise KeyboardInterrupt
         return real(workdir, spec, progress)
@@ -132,19 +134,19 @@ def test_interrupted_sweep_leaves_no_empty_dataset_and_analysis_names_it(tokeniz
 def test_corrupt_artifacts_are_moved_aside_and_the_run_retrained(tokenized_workdir, damage):
     wd = tokenized_workdir
     kw = {**KW, "archs": ["lstm"]}
-    (first,) = sweep.train_stage(wd.root, log=None, **kw)
+    (first,) = sweep.train_stage(wd.root, log=None, **kw)["runs"]
     path = wd.run_dir("markov", first["run"]) / damage
     data = path.read_bytes()
     path.write_bytes(b"\x89\xff\x00binary" if damage == "result.json" else data[: len(data) // 2])
     if damage == "checkpoint.pt":
         (wd.run_dir("markov", first["run"]) / "result.json").unlink()  # as if killed before the result was written
     lines: list[str] = []
-    (again,) = sweep.train_stage(wd.root, log=lines.append, **kw)
+    (again,) = sweep.train_stage(wd.root, log=lines.append, **kw)["runs"]
     assert (path.parent / (damage + ".corrupt")).exists()
     assert any(str(path) in line and "moved aside" in line for line in lines), lines
     assert again["test_loss"] == first["test_loss"] and again["curve"] == first["curve"]
     if damage == "model.pt":
-        with pytest.raises(ValueError, match=r"best\.pt.*cannot be read.*03_train"):
+        with pytest.raises(ValueError, match=r"model\.pt.*cannot be read.*03_train"):
             path.write_bytes(b"PK\x03\x04 truncated")
             generate.load_model(wd.root, "markov", first["run"])
 
@@ -162,13 +164,13 @@ def test_list_parameters_are_checked():
 
 def test_train_stage_accepts_papermills_string_lists(tokenized_workdir):
     results = sweep.train_stage(tokenized_workdir.root, log=None, **{**KW, "archs": '["lstm"]', "sizes": '["micro"]'})
-    assert [r["run"] for r in results] == ["lstm-micro-s0-t512"]
+    assert [r["run"] for r in results["runs"]] == ["lstm-micro-s0-t1024"]
 
 
 # 7. unknown parameters are rejected by the runner, naming the stage and the allowed names
 def test_unknown_parameters_are_rejected(tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"03_train: unknown parameter\(s\) \['lr'\]; .* declares \[.*'token_budget'"):
-        pipeline.check_parameters({"03_train": {"lr": 1e-3, "token_budget": 10}})
+    with pytest.raises(ValueError, match=r"03_train: unknown parameter\(s\) \['lr'\]; .* declares .*'tokens_per_param'"):
+        pipeline.check_parameters({"03_train": {"lr": 1e-3, "tokens_per_param": 10}})
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--profile", "smoke", "--workdir", str(tmp_path / "w"), "-p", "03_train.lr=1e-3"])
     assert exit_info.value.code == 2 and "unknown parameter(s) ['lr']" in capsys.readouterr().err

@@ -15,7 +15,7 @@ import numpy as np
 from musicscale.pipeline import ROOT
 from musicscale.workdir import Workdir, read_json, write_json
 
-LOSS_KEYS = ("test_loss", "best_val_loss", "val_bpc", "test_bpc")
+LOSS_KEYS = ("test_loss", "val_loss", "val_bpc", "test_bpc")
 
 
 def perturb(runs: list[dict], rng: np.random.Generator, eps: float = 1e-4) -> None:
@@ -25,8 +25,9 @@ def perturb(runs: list[dict], rng: np.random.Generator, eps: float = 1e-4) -> No
             if run.get(key) is not None:
                 run[key] += eps * rng.choice([-1.0, 1.0])
         for point in run["curve"]:
-            for key in ("val_loss", "train_loss"):
-                point[key] += eps * rng.choice([-1.0, 1.0])
+            for key in ("val_loss", "test_loss", "train_loss"):
+                if point.get(key) is not None:
+                    point[key] += eps * rng.choice([-1.0, 1.0])
 
 
 def test_analysis_outputs_survive_perturbed_losses(smoke_report, tmp_path):

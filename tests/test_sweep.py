@@ -7,11 +7,11 @@ from musicscale.workdir import read_json
 
 
 def test_sweep_skips_finished_runs(tokenized_workdir, monkeypatch):
-    base = TrainConfig(token_budget=4 * 8 * 16, context_length=16, batch_size=8, n_evals=2, eval_tokens=512,
+    base = TrainConfig(token_budget=8 * 8 * 16, context_length=16, batch_size=8, n_branches=2, eval_tokens=512,
                        threads=1, device="cpu")
     specs = grid(["markov"], ["transformer", "lstm"], ["micro"], [0], base)
     first = run_sweep(tokenized_workdir.root, specs, log=None)
-    assert [r["run"] for r in first] == ["transformer-micro-s0-t512", "lstm-micro-s0-t512"]
+    assert [r["run"] for r in first] == ["transformer-micro-s0-t1024", "lstm-micro-s0-t1024"]
     saved = read_json(tokenized_workdir.sweep_results("markov"))
     assert len(saved["runs"]) == 2
 
@@ -22,7 +22,7 @@ def test_sweep_skips_finished_runs(tokenized_workdir, monkeypatch):
     monkeypatch.setattr(sweep_module, "run_one", lambda *a, **k: calls.append(a[1].name) or real(*a, **k))
     more = grid(["markov"], ["transformer", "lstm"], ["micro"], [0, 1], base)
     second = run_sweep(tokenized_workdir.root, more, log=None)
-    assert calls == ["transformer-micro-s1-t512", "lstm-micro-s1-t512"]  # only the new seed trained
+    assert calls == ["transformer-micro-s1-t1024", "lstm-micro-s1-t1024"]  # only the new seed trained
     assert second[0] == first[0]
     assert len(collect_results(tokenized_workdir.root, "markov")) == 4
 
@@ -30,7 +30,7 @@ def test_sweep_skips_finished_runs(tokenized_workdir, monkeypatch):
     calls.clear()
     run_sweep(tokenized_workdir.root, grid(["markov"], ["lstm"], ["micro"], [0], base.__class__(
         **{**base.__dict__, "lr": 1e-3})), log=None)
-    assert calls == ["lstm-micro-s0-t512"]
+    assert calls == ["lstm-micro-s0-t1024"]
 
 
 def test_grid_rejects_unknown_names():
@@ -45,10 +45,37 @@ def test_dask_cluster_gives_the_same_runs_as_in_process(tokenized_workdir, tmp_p
 
     other = Workdir(tmp_path / "other")
     shutil.copytree(tokenized_workdir.tokens_dir("markov"), other.tokens_dir("markov"))
-    kwargs = dict(archs=["transformer", "lstm"], sizes=["micro"], token_budget=4 * 8 * 16, context_length=16,
-                  batch_size=8, n_evals=2, eval_tokens=512, device="cpu", log=None)
-    local = sweep.train_stage(tokenized_workdir.root, **kwargs)
-    on_dask = sweep.train_stage(other.root, n_workers=2, **kwargs)
+    kwargs = dict(archs=["transformer", "lstm"], sizes=["micro"], context_length=16, batch_size=8, n_branches=2,
+                  eval_tokens=512, device="cpu", log=None,
+                  study=dict(min_steps=8, max_steps=8, lr_factors=[0.5, 1.0, 2.0], lr_probe_branches=1))
+    local = sweep.train_stage(tokenized_workdir.root, **kwargs)["runs"]
+    on_dask = sweep.train_stage(other.root, n_workers=2, **kwargs)["runs"]
     assert [r["run"] for r in on_dask] == [r["run"] for r in local]
     assert [r["test_loss"] for r in on_dask] == [r["test_loss"] for r in local]  # one thread each: identical
     assert len(read_json(other.sweep_results("markov"))["runs"]) == 2
+
+
+def test_learning_rate_search_extends_the_grid_until_it_brackets_the_best_rate(tokenized_workdir):
+    study = sweep.Study(min_steps=8, max_steps=8, lr_factors=(1.0, 2.0, 4.0), lr_probe_branches=1,
+                        lr_max_extensions=8)
+    base = TrainConfig(context_length=16, batch_size=8, n_branches=2, eval_tokens=512, threads=1, device="cpu")
+    mains = sweep.plan_runs(["markov"], ["lstm"], ["micro"], 0, base, study)
+    lines: list[str] = []
+    (found,) = sweep.lr_search(tokenized_workdir, mains, study, log=lines.append).values()
+    # rates far below the lstm's optimum: the search extends upward until a worse rate lies above the best
+    assert found["bracketed"] and len(found["rates"]) > 3 and found["rates"] == sorted(found["rates"])
+    best = found["rates"].index(found["chosen"])
+    assert 0 < best < len(found["rates"]) - 1 and found["val_loss"][best] == min(found["val_loss"])
+    assert any("high end of the grid" in line for line in lines)
+
+
+def test_choose_rate_never_picks_a_diverged_probe():
+    assert sweep.choose_rate([1e-3, 1e-2, 1e-1], [2.0, 1.5, float("nan")]) == (1e-2, "inside")
+    assert sweep.choose_rate([1e-3, 1e-2, 1e-1], [1.0, 1.5, 2.0]) == (1e-3, "low")
+
+
+def test_budgets_are_powers_of_two_steps_within_bounds():
+    budget = sweep.token_budget("transformer", "small", 64, 16, tokens_per_param=30, min_steps=32, max_steps=1024)
+    assert budget == 1024 * 64 * 16  # 30 x 25,472 / 1,024 tokens per step = 746 -> the nearest power of two
+    assert sweep.token_budget("transformer", "micro", 64, 16, tokens_per_param=30, min_steps=32,
+                              max_steps=1024) == 64 * 64 * 16
