@@ -169,7 +169,7 @@ def test_train_stage_accepts_papermills_string_lists(tokenized_workdir):
 
 # 7. unknown parameters are rejected by the runner, naming the stage and the allowed names
 def test_unknown_parameters_are_rejected(tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"03_train: unknown parameter\(s\) \['lr'\]; .* declares .*'tokens_per_param'"):
+    with pytest.raises(ValueError, match=r"03_train: unknown parameter\(s\) \['lr'\]; .*declares .*'min_steps'"):
         pipeline.check_parameters({"03_train": {"lr": 1e-3, "tokens_per_param": 10}})
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--profile", "smoke", "--workdir", str(tmp_path / "w"), "-p", "03_train.lr=1e-3"])
