@@ -117,6 +117,13 @@ def compute_points(runs: Sequence[dict], loss: str = "val_loss") -> list[tuple[n
     return curves
 
 
+def cooldown_points(runs: Sequence[dict]) -> list[dict]:
+    """Every end of a cooldown branch of every run: size, seed, N, D, D/N, validation and test loss."""
+    return [{"size": r["size"], "seed": r["seed"], "N": r["params_non_embedding"], "D": p["tokens"],
+             "D_per_N": p["tokens"] / r["params_non_embedding"], "val_loss": p["val_loss"], "test_loss": p["test_loss"]}
+            for r in sorted(runs, key=lambda r: (r["params_non_embedding"], r["seed"])) for p in r["curve"]]
+
+
 def joint_points(runs: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N, D, test loss) at every end of cooldown of every run: all sizes, all branches, all seeds."""
     pts = [(r["params_non_embedding"], p["tokens"], p["test_loss"]) for r in runs for p in r["curve"]]
@@ -225,8 +232,11 @@ def analyze(workdir: str | Path, *, datasets: Sequence[str] | None = None, n_boo
         meta = read_json(wd.require(wd.tokens_meta(dataset)))
         h_star = (meta.get("entropy_rate") or {}).get("test")
         results["runs"].extend(runs)
-        results["datasets"][dataset] = analyze_dataset(runs, entropy_rate=h_star, n_boot=n_boot, seed=seed)
-        results["datasets"][dataset]["vocab_size"] = meta["vocab_size"]
+        ds = results["datasets"][dataset] = analyze_dataset(runs, entropy_rate=h_star, n_boot=n_boot, seed=seed)
+        ds["vocab_size"] = meta["vocab_size"]
+        searches = read_json(wd.lr_search(dataset)) if wd.lr_search(dataset).exists() else []
+        ds["lr_search"] = {a: [s for s in searches if s["arch"] == a] for a in ds["fits"]}
+        ds["points"] = {a: cooldown_points([r for r in runs if r["arch"] == a]) for a in ds["fits"]}
     write_json(wd.experiment_results, strip_private(results))
     return results
 

@@ -247,8 +247,12 @@ def fit_power_law(
     n_boot: int = 1000,
     seed: int = 0,
     c_max: float | None = None,
+    warm: tuple[float, float, float] | None = None,
 ) -> PowerLawFit:
     """Fit ``L = a * N**-alpha + c`` (Huber on log L, L-BFGS-B from a grid) with bootstrap CIs.
+
+    ``warm`` = ``(a, alpha, c)`` of a fit to similar data replaces the grid by that solution and two
+    nearby starts (a bootstrap refit, for one).
 
     Points with the same N (several seeds) are separate points. ``alpha`` is kept in [0, 5]; ``c``
     is positive and at most ``c_max`` if given. The bootstrap resamples points with replacement,
@@ -282,8 +286,16 @@ def fit_power_law(
         p, _, ok = _best_of(_pl_objective, starts, _pl_bounds(L[idx], c_max), (xc[idx], logL[idx], delta))
         return unpack(p) if ok else None
 
+    if warm is None:
+        starts = _pl_grid(xc, L, c_max)
+    else:
+        a0, alpha0, c0 = warm
+        p0 = np.array([math.log(a0) - alpha0 * x_mean, alpha0, math.log(max(c0, 1e-300))])
+        p0 = np.clip(p0, [b[0] if b[0] is not None else -np.inf for b in bounds],
+                     [b[1] if b[1] is not None else np.inf for b in bounds])
+        starts = [p0] + [_pl_start(min(alpha0 * f, ALPHA_MAX), max(c0, 1e-12), xc, L) for f in (0.5, 2.0)]
     with _single_threaded_blas():
-        p_best, _, converged = _best_of(_pl_objective, _pl_grid(xc, L, c_max), bounds, (xc, logL, delta))
+        p_best, _, converged = _best_of(_pl_objective, starts, bounds, (xc, logL, delta))
         a, alpha, c = unpack(p_best)
         boot = _bootstrap([N], n_boot, seed, refit, n_params=3)
 
@@ -390,7 +402,7 @@ def fit_compute_law_over_runs(curves: Sequence[tuple[Any, Any]], *, n_boot: int 
     for _ in range(n_boot):
         pick = rng.integers(len(curves), size=len(curves))
         try:
-            f = fit_compute_law(*pooled([curves[i] for i in pick]), n_boot=0, **kw)
+            f = fit_compute_law(*pooled([curves[i] for i in pick]), n_boot=0, warm=(fit.a, fit.alpha, fit.c), **kw)
         except ValueError:  # a resample whose frontier has fewer than 3 points
             continue
         if f.converged:

@@ -257,7 +257,7 @@ class Study:
     extra_seed_sizes: tuple[str, ...] = ()
     lr_factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)  # the search grid, times the architecture's rate
     lr_probe_branches: int = 3  # a probe trains the shortest branches of its size's run and is scored on the last
-    lr_max_extensions: int = 3  # grid points added at an end while the best rate is at that end
+    lr_max_extensions: int = 6  # grid points added at an end while the best rate is at that end
     schedule_check: dict | None = None  # {"dataset", "arch", "size", "seeds", "points"}: cosine runs vs branches
 
     def __post_init__(self) -> None:
