@@ -556,6 +556,8 @@ def glue_study(study: dict, coverage: Sequence[dict], parameters: dict) -> None:
                else "(one seed: no interval)") for r in check))
         n_within = sum(r.get("within_noise", False) for r in check)
         glue_text("train_check_verdict", f"{n_within} of {len(check)}")
+        lower = sum(r["difference"] < 0 for r in check)
+        glue_text("train_check_direction", f"lower than the cosine run's at {lower} of {len(check)}")
 
 
 def glue_tables(study: dict) -> None:

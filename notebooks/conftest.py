@@ -13,7 +13,9 @@ parameter counts, token counts, which fits exist). ``tests/test_portable.py`` pr
 outputs survive a perturbation of every training loss far beyond cross-CPU noise. Fit correctness is the
 job of the unit tests on known laws. In ``05_generate`` the cells that show samples or statistics of
 samples (the validity tables, the gallery) are tagged ``nbval-ignore-output``: a sample is drawn from the
-model's probabilities, and a weight that differs in its last bit can change which character is drawn.
+model's probabilities, and a weight that differs in its last bit can change which character is drawn. In
+``03_train`` the training log and the learning-rate table are tagged too: which rate wins, and whether the
+grid is extended, is decided by comparing losses, and two rates within float noise of each other may swap.
 """
 
 from __future__ import annotations
