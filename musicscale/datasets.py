@@ -105,9 +105,9 @@ def prepare_dataset(workdir: str | Path, source: str | Sequence[str] = "music21"
         report["keep_fields"] = list(keep_fields)
         if len(tunes) < 3:
             why = corpus.describe_drops(report) or "every tune was a duplicate"
+            n_files = report["files_read"] + report["dropped"].get("undecodable", 0)
             raise ValueError(f"corpus {source!r}: {len(tunes)} usable tunes of {report['tunes_found']} found in "
-                             f"{len(report.get('dropped_by_file', {})) + report['files_read']} file(s); a dataset "
-                             f"needs at least 3. Dropped: {why}")
+                             f"{n_files} file(s); a dataset needs at least 3. Dropped: {why}")
     splits = corpus.split_dataset(tunes, seed=seed)
     report.update(dataset=name, seed=seed, splits={
         s: {"tunes": len(splits[s]), "characters": sum(len(t) for t in splits[s])} for s in SPLITS})

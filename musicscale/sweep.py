@@ -425,8 +425,16 @@ def train_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None, a
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but torch sees no CUDA device; use 'auto' or 'cpu'")
     train_kwargs.setdefault("threads", 1)  # one thread per run: deterministic, and runs go in parallel
-    base = TrainConfig(**train_kwargs)
-    check_splits(wd, datasets, base.context_length)
+    check_splits(wd, datasets, as_int("context_length", train_kwargs.get("context_length",
+                                                                          TrainConfig.context_length), minimum=1))
+    # the shape of every run (its budget is set per size below; the largest one checks the schedule fits)
+    batch_tokens = train_kwargs.get("batch_size", TrainConfig.batch_size) * train_kwargs.get(
+        "context_length", TrainConfig.context_length)
+    try:
+        base = TrainConfig(**{"token_budget": plan.min_steps * batch_tokens, **train_kwargs})
+    except ValueError as err:
+        raise ValueError(f"{err} (the shortest size gets min_steps={plan.min_steps} steps: raise min_steps or "
+                         "lower n_branches)") from err
     mains = plan_runs(datasets, archs, sizes, seed, base, plan)  # every budget is checked here, before any run
     if plan.schedule_check:
         schedule_check_specs(mains, plan.schedule_check, {}, seed)
