@@ -62,7 +62,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(context_length=args.context_length, batch_size=args.batch_size, device=args.device)
+    cfg = TrainConfig(context_length=args.context_length, batch_size=args.batch_size, device=args.device,
+                      token_budget=args.batch_size * args.context_length * args.steps, schedule="cosine")
     print(f"device {resolve_device(args.device)}, torch threads {torch.get_num_threads()}, "
           f"batch {args.batch_size} x context {args.context_length}")
     print(f"{'arch':12} {'size':7} {'N':>9} {'train tok/s':>12} {'sample tok/s':>13}")
