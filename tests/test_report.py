@@ -19,7 +19,7 @@ def test_book_has_every_page_with_computed_findings(smoke_report):
         assert "parameter" in page
     results = read_json(Workdir(root / "work").experiment_results)
     findings = re.sub(r"<[^>]+>", "", (html / "book" / "findings.html").read_text())  # the text, without tags
-    assert f"{len(results['runs'])} runs in all" in findings
+    assert f"{len(results['runs'])} main runs in all" in findings
     alpha = results["datasets"]["music21"]["fits"]["transformer"]["alpha"]
     assert f"α = {alpha:.3f}" in findings
     assert "{glue" not in findings
