@@ -187,7 +187,6 @@ class LSTM(nn.Module):
         """Logits for every position. With ``cache`` (a dict, empty at first; sampling only) the
         recurrent state is carried over from the tokens already seen."""
         state = cache.get("state") if cache is not None else None
-        self.lstm.flatten_parameters()  # a copied model (a cooldown branch) holds its weights apart on the GPU
         out, state = self.lstm(self.drop(self.emb(idx)), state)
         if cache is not None:
             cache["state"], cache["length"] = state, cache.get("length", 0) + idx.shape[1]

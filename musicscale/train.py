@@ -276,6 +276,9 @@ def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: torch
 def _branch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator, cfg: TrainConfig):
     """Independent copies of the model, the optimizer state and the data stream, to cool down from here."""
     b_model = copy.deepcopy(model)
+    for module in b_model.modules():  # a copied cuDNN RNN holds its weights apart; put them in one block again
+        if isinstance(module, torch.nn.RNNBase):
+            module.flatten_parameters()
     b_opt = make_optimizer(b_model, cfg)
     b_opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))
     b_gen = torch.Generator()
