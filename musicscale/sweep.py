@@ -56,16 +56,13 @@ class RunSpec:
 
 
 def grid(datasets: Iterable[str], archs: Iterable[str], sizes: Iterable[str], seeds: Iterable[int],
-         base: TrainConfig, token_budgets: Iterable[int] | None = None) -> list[RunSpec]:
-    """Every (dataset, arch, size, seed, budget) combination, validated, cheapest architecture last."""
+         base: TrainConfig) -> list[RunSpec]:
+    """Every (dataset, arch, size, seed) combination of ``base``, validated (a sweep by hand, outside a study)."""
     archs, sizes = list(archs), list(sizes)
     for arch, size in itertools.product(archs, sizes):
         check_arch_size(arch, size)
-    budgets = list(token_budgets) if token_budgets is not None else [base.token_budget]
-    return [
-        RunSpec(d, replace(base, arch=a, size=s, seed=seed, token_budget=b))
-        for d, a, s, seed, b in itertools.product(datasets, archs, sizes, seeds, budgets)
-    ]
+    return [RunSpec(d, replace(base, arch=a, size=s, seed=seed))
+            for d, a, s, seed in itertools.product(datasets, archs, sizes, seeds)]
 
 
 def load_tokens(workdir: Workdir, dataset: str) -> tuple[dict[str, np.ndarray], dict]:
@@ -274,6 +271,13 @@ class Study:
         as_int("lr_max_extensions", self.lr_max_extensions, minimum=0)
         if len(self.lr_factors) < 3 or sorted(self.lr_factors) != list(self.lr_factors) or min(self.lr_factors) <= 0:
             raise ValueError(f"lr_factors must be at least 3 increasing positive factors, got {self.lr_factors}")
+        if self.schedule_check is not None:
+            check, required = self.schedule_check, {"dataset", "arch", "size"}
+            if not isinstance(check, dict) or not required <= set(check) or set(check) - required - {"seeds", "points"}:
+                raise ValueError(f"schedule_check must be None or a dict with dataset, arch and size (and optionally "
+                                 f"seeds and points), got {self.schedule_check!r}")
+            for key in ("seeds", "points"):
+                as_int(f"schedule_check[{key!r}]", self.schedule_check.get(key, 2), minimum=1)
 
 
 def plan_runs(datasets: Sequence[str], archs: Sequence[str], sizes: Sequence[str], seed: int, base: TrainConfig,
@@ -340,7 +344,7 @@ def lr_search(workdir: Workdir, mains: Sequence[RunSpec], study: Study, *, clien
     return out
 
 
-def schedule_check_specs(mains: Sequence[RunSpec], check: dict, lrs: dict, seed: int) -> list[RunSpec]:
+def schedule_check_specs(mains: Sequence[RunSpec], check: dict, seed: int) -> list[RunSpec]:
     """Cosine runs of one size at the last ``points`` branch lengths of its WSD run, for ``seeds`` seeds, and
     the WSD runs of those seeds (the main runs of extra seeds where the study has none)."""
     main = next((m for m in mains if (m.dataset, m.config.arch, m.config.size) ==
@@ -437,7 +441,7 @@ def train_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None, a
                          "lower n_branches)") from err
     mains = plan_runs(datasets, archs, sizes, seed, base, plan)  # every budget is checked here, before any run
     if plan.schedule_check:
-        schedule_check_specs(mains, plan.schedule_check, {}, seed)
+        schedule_check_specs(mains, plan.schedule_check, seed)
     with _cluster(n_workers, scheduler_address) as client:
         searched = lr_search(wd, [m for m in mains if m.config.seed == seed], plan, client=client, log=log)
         for dataset in datasets:
@@ -447,7 +451,7 @@ def train_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None, a
         runs = run_sweep(wd.root, mains, client=client, log=log)
         checked: list[dict] = []
         if plan.schedule_check:
-            specs = schedule_check_specs(mains, plan.schedule_check, lrs, seed)
+            specs = schedule_check_specs(mains, plan.schedule_check, seed)
             results = run_sweep(wd.root, specs, client=client, log=log, index=False)
             checked = compare_schedules([r for s, r in zip(specs, results) if s.kind == "main"],
                                         [r for s, r in zip(specs, results) if s.kind == "cosine"])

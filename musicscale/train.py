@@ -218,8 +218,10 @@ def load_resume_state(run_dir: Path, cfg: TrainConfig, data_fingerprint: str | N
         return None
     try:
         state = load_torch(ckpt_path, map_location=device)
-        state["curve"], state["step"]  # noqa: B018 (a checkpoint of an older layout is unusable too)
-    except (CorruptArtifactError, KeyError, TypeError) as err:
+        missing = {"config", "curve", "step"} - set(state)
+        if missing:  # a checkpoint of an older layout is as unusable as a damaged one
+            raise CorruptArtifactError(f"{ckpt_path}: no {sorted(missing)} (an older checkpoint layout)")
+    except (CorruptArtifactError, TypeError) as err:
         move_aside(ckpt_path)
         if log:
             log(f"{run_dir.name}: {err}; moved aside as *.corrupt, training from scratch")

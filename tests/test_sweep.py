@@ -79,3 +79,8 @@ def test_budgets_are_powers_of_two_steps_within_bounds():
     assert budget == 1024 * 64 * 16  # 30 x 25,472 / 1,024 tokens per step = 746 -> the nearest power of two
     assert sweep.token_budget("transformer", "micro", 64, 16, tokens_per_param=30, min_steps=32,
                               max_steps=1024) == 64 * 64 * 16
+
+
+def test_schedule_check_must_name_its_run():
+    with pytest.raises(ValueError, match="schedule_check must be None or a dict with dataset, arch and size"):
+        sweep.Study(schedule_check={"dataset": "synthetic", "arch": "lstm", "sise": "tiny"})
