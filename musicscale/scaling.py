@@ -30,9 +30,11 @@ _FLOOR_FRACTIONS = (0.05, 0.3, 0.6, 0.9)  # initial c (or E) as a fraction of mi
 _JOINT_EXP_GRID = (0.1, 0.3, 0.6, 1.2)
 _JOINT_FLOOR_FRACTIONS = (0.2, 0.6, 0.9)
 _JOINT_SPLITS = (0.2, 0.5, 0.8)
+_JOINT_POLISHED = 4  # grid starts (after a vectorised Newton pass) that L-BFGS-B polishes
 _LOG_FLOOR_SPAN = 30.0  # log c may go this far below log min(L): c -> 0 stays a bounded problem
 _OPTIONS = {"maxiter": 5000, "maxfun": 20000, "ftol": 1e-15, "gtol": 1e-10}
 _CONVERGED_PGTOL = 1e-6  # projected-gradient size below which an optimum counts as converged
+_SETTLED_RTOL = 1e-10  # a restart that lowers the objective by less than this (relative) finds nothing new
 
 
 Bounds = list[tuple[float | None, float | None]]
@@ -81,33 +83,53 @@ def _best_of(
             best_p, best_f = res.x, float(res.fun)
     if best_p is None:
         return np.full(len(bounds), np.nan), math.inf, False
-    _, g = fun(best_p, *args)
-    # L-BFGS-B often ends with "abnormal termination in line search" at machine precision, so judge
-    # convergence by the projected gradient itself rather than by res.success.
-    return best_p, best_f, _projected_grad_norm(best_p, g, bounds) < _CONVERGED_PGTOL
+    best_p, best_f, ok = _settle(fun, best_p, best_f, bounds, args)
+    return best_p, best_f, ok
+
+
+def _settle(fun: Callable, p: np.ndarray, f: float, bounds: Bounds, args: tuple) -> tuple[np.ndarray, float, bool]:
+    """Whether ``p`` is a minimum, judged in a way that does not depend on the objective's scale.
+
+    A small projected gradient settles it. Otherwise (L-BFGS-B often ends with "abnormal termination in
+    line search", and with a small Huber delta the objective is nearly L1, so its gradient need not vanish
+    at the optimum) L-BFGS-B is restarted from ``p`` with a fresh memory: if it cannot lower the objective
+    by more than a relative 1e-10, ``p`` is a minimum; if it can, the better point is tested again."""
+    for _ in range(3):
+        _, g = fun(p, *args)
+        if _projected_grad_norm(p, g, bounds) < _CONVERGED_PGTOL:
+            return p, f, True
+        res = minimize(fun, p, args=args, jac=True, method="L-BFGS-B", bounds=bounds, options=_OPTIONS)
+        if not (np.all(np.isfinite(res.x)) and res.fun < f - _SETTLED_RTOL * max(1.0, abs(f))):
+            return p, f, True
+        p, f = res.x, float(res.fun)
+    return p, f, False
 
 
 def _bootstrap(
     keys: list[np.ndarray], n_boot: int, seed: int, refit: Callable[[np.ndarray], tuple | None], n_params: int
-) -> np.ndarray:
-    """Parameter draws from refits on point resamples (with replacement), shape (n_ok, n_params).
+) -> tuple[np.ndarray, int, int]:
+    """Parameter draws from refits on point resamples (with replacement), shape (n_ok, n_params), with the
+    number of refits that failed to converge and of resamples skipped as degenerate.
 
-    Resamples with fewer than 3 distinct values in any of ``keys`` (N, or N and D) are skipped, and so
-    are refits that did not converge; at most 3 * n_boot resamples are tried.
-    """
+    Resamples with fewer than 3 distinct values in any of ``keys`` (N, or N and D) are skipped (at most
+    3 * n_boot are tried); refits that did not converge are counted, not hidden."""
     rng = np.random.default_rng(seed)
     n = len(keys[0])
     draws: list[tuple] = []
+    failed = degenerate = 0
     for _ in range(3 * n_boot):
-        if len(draws) == n_boot:
+        if len(draws) + failed == n_boot:
             break
         idx = rng.integers(0, n, n)
         if any(len(np.unique(k[idx])) < 3 for k in keys):
+            degenerate += 1
             continue
         params = refit(idx)
-        if params is not None:
+        if params is None:
+            failed += 1
+        else:
             draws.append(params)
-    return np.array(draws, dtype=float).reshape(-1, n_params)
+    return np.array(draws, dtype=float).reshape(-1, n_params), failed, degenerate
 
 
 def _as_positive_1d(name: str, v: Any) -> np.ndarray:
@@ -168,6 +190,8 @@ class PowerLawFit:
     n_boot: int
     converged: bool
     boot_params: np.ndarray = field(default_factory=lambda: np.empty((0, 3)), repr=False)
+    n_failed: int = 0  # bootstrap refits that did not converge (left out of the intervals, and reported)
+    n_degenerate: int = 0  # resamples skipped for having fewer than 3 distinct N
 
     def predict(self, N: Any) -> np.ndarray:
         """Predicted loss at N (array or scalar)."""
@@ -199,6 +223,8 @@ class PowerLawFit:
             "residuals": [float(r) for r in self.residuals],
             "n_points": int(self.n_points),
             "n_boot": int(self.n_boot),
+            "n_failed": int(self.n_failed),
+            "n_degenerate": int(self.n_degenerate),
             "converged": bool(self.converged),
         }
 
@@ -297,7 +323,7 @@ def fit_power_law(
     with _single_threaded_blas():
         p_best, _, converged = _best_of(_pl_objective, starts, bounds, (xc, logL, delta))
         a, alpha, c = unpack(p_best)
-        boot = _bootstrap([N], n_boot, seed, refit, n_params=3)
+        boot, n_failed, n_degenerate = _bootstrap([N], n_boot, seed, refit, n_params=3)
 
     n = len(N)
     pred = a * N ** (-alpha) + c
@@ -314,6 +340,8 @@ def fit_power_law(
         n_boot=len(boot),
         converged=converged,
         boot_params=boot,
+        n_failed=n_failed,
+        n_degenerate=n_degenerate,
     )
 
 
@@ -399,14 +427,18 @@ def fit_compute_law_over_runs(curves: Sequence[tuple[Any, Any]], *, n_boot: int 
     fit = fit_compute_law(*pooled(curves), n_boot=0, **kw)
     rng = np.random.default_rng(seed)
     draws = []
+    fit.n_failed = fit.n_degenerate = 0
     for _ in range(n_boot):
         pick = rng.integers(len(curves), size=len(curves))
         try:
             f = fit_compute_law(*pooled([curves[i] for i in pick]), n_boot=0, warm=(fit.a, fit.alpha, fit.c), **kw)
         except ValueError:  # a resample whose frontier has fewer than 3 points
+            fit.n_degenerate += 1
             continue
         if f.converged:
             draws.append((f.a, f.alpha, f.c))
+        else:
+            fit.n_failed += 1
     fit.boot_params = np.array(draws).reshape(-1, 3)
     fit.a_ci, fit.alpha_ci, fit.c_ci = (_percentile_ci(fit.boot_params[:, i]) for i in range(3))
     fit.n_boot = len(draws)
@@ -418,7 +450,9 @@ def fit_compute_law_over_runs(curves: Sequence[tuple[Any, Any]], *, n_boot: int 
 
 @dataclass
 class JointFit:
-    """A fitted ``L = E + A / N**alpha + B / D**beta`` with 95% bootstrap percentile intervals."""
+    """A fitted ``L = E + A / N**alpha + B / D**beta`` with 95% bootstrap percentile intervals.
+
+    ``E_fixed`` marks a fit whose floor was given, not fitted (``L - E = A N^-alpha + B D^-beta``)."""
 
     E: float
     A: float
@@ -437,12 +471,33 @@ class JointFit:
     converged: bool
     # Bootstrap draws, columns (E, A, alpha, B, beta).
     boot_params: np.ndarray = field(default_factory=lambda: np.empty((0, 5)), repr=False)
+    n_groups: int = 0  # what the bootstrap resampled: runs (each with all its points), or single points
+    n_failed: int = 0  # bootstrap refits that did not converge (left out of the intervals, and reported)
+    n_degenerate: int = 0  # resamples skipped for having fewer than 3 distinct N or D
+    E_fixed: bool = False
+
+    @property
+    def params(self) -> tuple[float, float, float, float, float]:
+        return self.E, self.A, self.alpha, self.B, self.beta
 
     def predict(self, N: Any, D: Any) -> np.ndarray:
-        """Predicted loss at (N, D); arrays broadcast."""
-        N = np.asarray(N, dtype=float)
-        D = np.asarray(D, dtype=float)
-        return self.E + self.A * N ** (-self.alpha) + self.B * D ** (-self.beta)
+        """Predicted loss at (N, D); arrays broadcast; ``D = inf`` gives the data-unlimited loss E + A N^-alpha."""
+        return joint_law(self.params, N, D)
+
+    def predict_draws(self, N: Any, D: Any) -> np.ndarray:
+        """The prediction of every bootstrap draw, shape ``(n_boot,) + broadcast(N, D).shape``."""
+        N, D = np.broadcast_arrays(np.asarray(N, dtype=float), np.asarray(D, dtype=float))
+        draws = self.boot_params.reshape((-1, 5) + (1,) * N.ndim)
+        return joint_law(tuple(draws[:, i] for i in range(5)), N[None], D[None])
+
+    def band(self, N: Any, D: Any, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise percentile band of the bootstrap predictions (NaN without draws)."""
+        shape = np.broadcast(np.asarray(N), np.asarray(D)).shape
+        if len(self.boot_params) == 0:
+            return np.full(shape, np.nan), np.full(shape, np.nan)
+        q = 100.0 * (1.0 - level) / 2.0
+        lo, hi = np.percentile(self.predict_draws(N, D), [q, 100.0 - q], axis=0)
+        return lo, hi
 
     def compute_optimal(
         self, C: Any, flops_per_token_per_param: float = 6.0
@@ -461,8 +516,9 @@ class JointFit:
         """Exponents of N_opt ~ C^a and D_opt ~ C^b (a = beta/(alpha+beta), b = 1 - a) with bootstrap CIs."""
         a = self.beta / (self.alpha + self.beta)
         bp = self.boot_params
-        a_boot = bp[:, 4] / (bp[:, 2] + bp[:, 4]) if len(bp) else np.empty(0)
-        lo, hi = _percentile_ci(a_boot, level)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            a_boot = bp[:, 4] / (bp[:, 2] + bp[:, 4]) if len(bp) else np.empty(0)
+        lo, hi = _percentile_ci(a_boot[np.isfinite(a_boot)], level)
         return {"a": a, "a_ci": (lo, hi), "b": 1.0 - a, "b_ci": (1.0 - hi, 1.0 - lo)}
 
     def to_dict(self) -> dict[str, Any]:
@@ -475,10 +531,22 @@ class JointFit:
             r2=_json_float(self.r2),
             residuals=[float(r) for r in self.residuals],
             n_points=int(self.n_points),
+            n_groups=int(self.n_groups),
             n_boot=int(self.n_boot),
+            n_failed=int(self.n_failed),
+            n_degenerate=int(self.n_degenerate),
             converged=bool(self.converged),
+            E_fixed=bool(self.E_fixed),
         )
         return d
+
+
+def joint_law(params: Sequence[Any], N: Any, D: Any) -> np.ndarray:
+    """``E + A N^-alpha + B D^-beta`` for ``params = (E, A, alpha, B, beta)`` (arrays broadcast)."""
+    E, A, alpha, B, beta = params
+    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+    with np.errstate(divide="ignore", over="ignore"):
+        return E + A * N ** (-alpha) + B * D ** (-beta)
 
 
 def _joint_objective(
@@ -498,23 +566,109 @@ def _joint_objective(
     return f, g
 
 
-def _joint_bounds(L: np.ndarray) -> Bounds:
+def _joint_newton_terms(Q: np.ndarray, xc: np.ndarray, yc: np.ndarray, logL: np.ndarray, W: np.ndarray,
+                        delta: float, hessian: bool = True):
+    """Objective, gradient and exact Hessian of :func:`_joint_objective` for many parameter vectors at once:
+    ``Q`` is (B, 5), ``W`` (B, n) the multiplicity of each point in each bootstrap resample."""
+    la, lb, le, alpha, beta = (Q[:, k:k + 1] for k in range(5))
+    u, v = la - alpha * xc, lb - beta * yc
+    m = np.logaddexp(np.logaddexp(u, v), le)
+    wu, wv, we = np.exp(u - m), np.exp(v - m), np.exp(le - m)
+    r = logL - m
+    inside = np.abs(r) <= delta
+    F = np.sum(W * np.where(inside, 0.5 * r * r / delta, np.abs(r) - 0.5 * delta), axis=1)
+    if not hessian:
+        return F
+    psi = W * np.clip(r / delta, -1.0, 1.0)
+    zero, one = np.zeros_like(u), np.ones_like(u)
+    dm = np.stack([wu, wv, we, -wu * xc, -wv * yc], -1)  # d m / d q, (B, n, 5)
+    G = -np.einsum("bn,bni->bi", psi, dm)
+    # d2m/dq2 = sum over the three terms s of w_s (ds/dq)(ds/dq)^T - dm dm^T
+    su = np.stack([one, zero, zero, -xc * one, zero], -1)
+    sv = np.stack([zero, one, zero, zero, -yc * one], -1)
+    d2m = (np.einsum("bn,bni,bnj->bnij", wu, su, su) + np.einsum("bn,bni,bnj->bnij", wv, sv, sv)
+           - np.einsum("bni,bnj->bnij", dm, dm))
+    d2m[..., 2, 2] += we
+    H = np.einsum("bn,bni,bnj->bij", W * inside / delta, dm, dm) - np.einsum("bn,bnij->bij", psi, d2m)
+    return F, G, H
+
+
+def _joint_newton(q0: np.ndarray, xc: np.ndarray, yc: np.ndarray, logL: np.ndarray, W: np.ndarray, delta: float,
+                  bounds: Bounds, max_iter: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise many problems at once: row b of ``W`` weights the points (a bootstrap resample's
+    multiplicities, or all ones), row b of ``q0`` (or ``q0`` itself for every row) is its start. A damped
+    Newton method (Levenberg-Marquardt on the exact Hessian, bounds by projection), vectorised over rows.
+
+    Returns the (B, 5) optima and which of them settled: a full Newton step that no longer moves the
+    parameters or the objective. The rest are left to L-BFGS-B (:func:`fit_joint_law`)."""
+    n_draws = len(W)
+    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    Q = np.clip(np.broadcast_to(q0, (n_draws, 5)), lo, hi).copy()
+    lam = np.full(n_draws, 1e-3)
+    settled, stuck = np.zeros(n_draws, bool), np.zeros(n_draws, bool)
+    F, G, H = _joint_newton_terms(Q, xc, yc, logL, W, delta)
+    eye = np.eye(5)
+    for _ in range(max_iter):
+        act = ~(settled | stuck)
+        if not act.any():
+            break
+        blocked = ((Q <= lo + 1e-12) & (G > 0)) | ((Q >= hi - 1e-12) & (G < 0))
+        free = ~blocked
+        Hf = H * free[:, :, None] * free[:, None, :] + eye * blocked[:, None, :]
+        ev = np.linalg.eigvalsh(Hf)
+        shift = np.maximum(0.0, -ev[:, 0]) + lam * np.maximum(1.0, np.abs(ev).max(axis=1))
+        S = -np.linalg.solve(Hf + shift[:, None, None] * eye, (G * free)[..., None])[..., 0] * free
+        Qn = np.clip(Q + S, lo, hi)
+        Fn = _joint_newton_terms(Qn, xc, yc, logL, W, delta, hessian=False)
+        better = act & (Fn < F)
+        full_step = lam <= 1e-6
+        settled |= better & full_step & ((np.abs(S).max(axis=1) < 1e-9) | (F - Fn <= 1e-13 * np.maximum(1.0, F)))
+        Q[better] = Qn[better]
+        lam = np.where(better, np.maximum(lam / 4, 1e-12), np.where(act, lam * 8, lam))
+        stuck |= act & (lam > 1e10)
+        if better.any():
+            F[better], G[better], H[better] = _joint_newton_terms(Q[better], xc, yc, logL, W[better], delta)
+    return Q, settled
+
+
+def _joint_bounds(L: np.ndarray, log_E: float | None = None) -> Bounds:
+    if log_E is not None:  # a given floor: log E pinned
+        return [(None, None), (None, None), (log_E, log_E), (0.0, ALPHA_MAX), (0.0, ALPHA_MAX)]
     le_lo = math.log(L.min()) - _LOG_FLOOR_SPAN
     return [(None, None), (None, None), (le_lo, None), (0.0, ALPHA_MAX), (0.0, ALPHA_MAX)]
 
 
-def _joint_grid(L: np.ndarray) -> list[np.ndarray]:
+def _joint_grid(L: np.ndarray, E: float | None = None) -> list[np.ndarray]:
     L_gm = math.exp(float(np.mean(np.log(L))))
     starts = []
-    for frac in _JOINT_FLOOR_FRACTIONS:
-        E = frac * L.min()
-        excess = max(L_gm - E, 1e-3 * L_gm)
+    for frac in _JOINT_FLOOR_FRACTIONS if E is None else (None,):
+        floor = frac * L.min() if E is None else E
+        excess = max(L_gm - floor, 1e-3 * L_gm)
         for s in _JOINT_SPLITS:
             for alpha in _JOINT_EXP_GRID:
                 for beta in _JOINT_EXP_GRID:
                     la, lb = math.log(s * excess), math.log((1 - s) * excess)
-                    starts.append(np.array([la, lb, math.log(E), alpha, beta]))
+                    starts.append(np.array([la, lb, math.log(floor), alpha, beta]))
     return starts
+
+
+def _group_resamples(groups: np.ndarray, n_boot: int, seed: int, keys: Sequence[np.ndarray]) -> tuple[np.ndarray, int]:
+    """Multiplicities (n_boot, n_points) of bootstrap resamples of whole groups, and how many resamples were
+    skipped for having fewer than 3 distinct values of a key (at most 3 * n_boot are drawn)."""
+    labels, inverse = np.unique(groups, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    rows, degenerate = [], 0
+    for _ in range(3 * n_boot):
+        if len(rows) == n_boot:
+            break
+        counts = np.bincount(rng.integers(0, len(labels), len(labels)), minlength=len(labels))
+        w = counts[inverse]
+        if any(len(np.unique(k[w > 0])) < 3 for k in keys):
+            degenerate += 1
+            continue
+        rows.append(w)
+    return np.array(rows, dtype=float).reshape(-1, len(groups)), degenerate
 
 
 def fit_joint_law(
@@ -522,20 +676,35 @@ def fit_joint_law(
     D: Any,
     L: Any,
     *,
+    groups: Any = None,
     delta: float = 1e-3,
     n_boot: int = 200,
     seed: int = 0,
+    E: float | None = None,
+    start: JointFit | None = None,
 ) -> JointFit:
     """Fit ``L = E + A/N**alpha + B/D**beta`` (Chinchilla approach 3) with bootstrap CIs.
 
-    Needs at least 3 distinct N, 3 distinct D and 6 points. Exponents are kept in [0, 5]. The bootstrap
-    resamples points, refits from the full-data optimum plus two nearby starts and keeps converged draws.
+    Needs at least 3 distinct N, 3 distinct D and 6 points. Exponents are kept in [0, 5].
+
+    - ``groups`` labels each point with its run: the bootstrap resamples whole runs, so that the points of
+      one run (its cooldown branches share a trunk) move together. Without it, points are resampled.
+    - ``E`` fixes the floor instead of fitting it (``L - E = A N^-alpha + B D^-beta``, e.g. ``E = H*``).
+    - ``start``, a fit to related data (the same study without its largest sizes, say), replaces the grid
+      of starting points by that solution and a few around it.
+
+    Every resample is refitted from the full-data optimum by a damped Newton method vectorised over
+    resamples; the few it does not settle get L-BFGS-B from three starts; refits that still do not converge
+    are counted in ``n_failed`` and left out of the intervals.
     """
     N = _as_positive_1d("N", N)
     D = _as_positive_1d("D", D)
     L = _as_positive_1d("L", L)
     _check_same_length(N=N, D=D, L=L)
     n = len(L)
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    if len(groups) != n:
+        raise ValueError(f"groups must label every point: got {len(groups)} labels for {n} points")
     if len(np.unique(N)) < 3 or len(np.unique(D)) < 3 or n < 6:
         raise ValueError(
             f"joint fit needs >= 3 distinct N, >= 3 distinct D and >= 6 points; "
@@ -543,54 +712,63 @@ def fit_joint_law(
         )
     if not delta > 0:
         raise ValueError(f"delta must be positive, got {delta}")
+    if E is not None and not E > 0:
+        raise ValueError(f"a fixed floor E must be positive, got {E}")
 
     x, y = np.log(N), np.log(D)
     x_mean, y_mean = float(x.mean()), float(y.mean())
     xc, yc = x - x_mean, y - y_mean
     logL = np.log(L)
+    bounds = _joint_bounds(L, None if E is None else math.log(E))
 
     def unpack(q: np.ndarray) -> tuple[float, float, float, float, float]:
         la, lb, le, alpha, beta = q
         A, B = math.exp(la + alpha * x_mean), math.exp(lb + beta * y_mean)
         return math.exp(le), A, float(alpha), B, float(beta)
 
-    def refit(idx: np.ndarray) -> tuple[float, ...] | None:
-        starts = [q_best]
-        for s in (0.5, 2.0):  # same amplitudes and floor, exponents halved or doubled
-            q = q_best.copy()
-            q[3:] = np.minimum(q[3:] * s, ALPHA_MAX)
-            starts.append(q)
-        args = (xc[idx], yc[idx], logL[idx], delta)
-        q, _, ok = _best_of(_joint_objective, starts, _joint_bounds(L[idx]), args)
-        return unpack(q) if ok else None
+    def pack(params: Sequence[float]) -> np.ndarray:
+        E0, A0, alpha0, B0, beta0 = params
+        return np.array([math.log(A0) - alpha0 * x_mean, math.log(B0) - beta0 * y_mean,
+                         math.log(E if E is not None else max(E0, 1e-300)), alpha0, beta0])
+
+    def around(q: np.ndarray) -> list[np.ndarray]:
+        """``q`` and the same amplitudes and floor with the exponents halved or doubled."""
+        starts = [q]
+        for s in (0.5, 2.0):
+            q2 = q.copy()
+            q2[3:] = np.minimum(q2[3:] * s, ALPHA_MAX)
+            starts.append(q2)
+        return starts
 
     with _single_threaded_blas():
-        q_best, _, converged = _best_of(
-            _joint_objective, _joint_grid(L), _joint_bounds(L), (xc, yc, logL, delta)
-        )
-        E, A, alpha, B, beta = unpack(q_best)
-        boot = _bootstrap([N, D], n_boot, seed, refit, n_params=5)
+        starts = _joint_grid(L, E) if start is None else around(pack(start.params)) + _joint_grid(L, E)[::12]
+        # Newton from every start at once; L-BFGS-B then polishes the best few and keeps the lowest
+        Q0, _ = _joint_newton(np.array(starts), xc, yc, logL, np.ones((len(starts), n)), delta, bounds, max_iter=100)
+        F0 = _joint_newton_terms(Q0, xc, yc, logL, np.ones((len(starts), n)), delta, hessian=False)
+        best = [Q0[i] for i in np.argsort(np.where(np.isfinite(F0), F0, np.inf))[:_JOINT_POLISHED]]
+        q_best, _, converged = _best_of(_joint_objective, best, bounds, (xc, yc, logL, delta))
+        params = unpack(q_best)
+        W, n_degenerate = _group_resamples(groups, n_boot, seed, [N, D]) if n_boot else (np.empty((0, n)), 0)
+        Q, settled = _joint_newton(q_best, xc, yc, logL, W, delta, bounds) if len(W) else (W[:, :5], W[:, 0] > 0)
+        draws, n_failed = [], 0
+        for w, q, ok in zip(W, Q, settled):
+            if not ok:  # polish from where Newton stopped; failing that, start afresh around the optimum
+                idx = np.repeat(np.arange(n), w.astype(int))
+                args = (xc[idx], yc[idx], logL[idx], delta)
+                q, _, ok = _best_of(_joint_objective, [q], bounds, args)
+                if not ok:
+                    q, _, ok = _best_of(_joint_objective, around(q_best), bounds, args)
+            if ok:
+                draws.append(unpack(q))
+            else:
+                n_failed += 1
+        boot = np.array(draws, dtype=float).reshape(-1, 5)
 
-    pred = E + A * N ** (-alpha) + B * D ** (-beta)
+    pred = joint_law(params, N, D)
     cis = [_percentile_ci(boot[:, i]) for i in range(5)]
-    return JointFit(
-        E=E,
-        A=A,
-        alpha=alpha,
-        B=B,
-        beta=beta,
-        E_ci=cis[0],
-        A_ci=cis[1],
-        alpha_ci=cis[2],
-        B_ci=cis[3],
-        beta_ci=cis[4],
-        r2=_r2(L, pred),
-        residuals=[float(r) for r in L - pred],
-        n_points=n,
-        n_boot=len(boot),
-        converged=converged,
-        boot_params=boot,
-    )
+    return JointFit(*params, *cis, r2=_r2(L, pred), residuals=[float(r) for r in L - pred], n_points=n,
+                    n_boot=len(boot), converged=converged, boot_params=boot, n_groups=len(np.unique(groups)),
+                    n_failed=n_failed, n_degenerate=n_degenerate, E_fixed=E is not None)
 
 
 # --------------------------------------------------------------------------- comparisons and checks
