@@ -1,26 +1,35 @@
-"""The analyze stage: the runs of the last sweep -> scaling-law fits -> ``experiment_results.json``.
+"""The analyze stage: the runs of the last sweep -> scaling laws and the checks on them ->
+``experiment_results.json``.
 
 Every run is a WSD trunk with cooldown branches (:mod:`musicscale.train`): each branch end is one point
-(N, D, L). Per dataset and architecture: ``L(N) = a N^-alpha + c`` on the test loss of each size's longest
-branch (about ``tokens_per_param`` tokens per parameter), with bootstrap intervals and a held-out check on
-the largest size; both architectures compared; the compute frontier and ``L(C)`` from the end-of-cooldown
-points, seeds averaged; the joint ``L(N, D)`` on every point of every run; and, on the synthetic grammar,
-every test loss against the exact entropy rate ``H*`` of the test split.
+(N, D, L). Per dataset and architecture the primary result is the joint law
+``L(N, D) = E + A N^-alpha + B D^-beta`` fitted to every point of every run, with 95% intervals from a
+bootstrap over whole runs; from it come ``L(N)`` with unlimited data (``E + A N^-alpha``), ``L(N)`` at the
+largest D every size reached, and the compute-optimal split. Then the checks: held-out extrapolation in N
+and in D beside naive baselines (:mod:`musicscale.holdout`), ``E`` against the exact entropy rate ``H*`` of
+the synthetic grammar and a fit of ``L - H*`` with no free floor, the sensitivity of the exponents to the
+fit's choices, and, per dataset, the Transformer-LSTM difference with its own interval. The compute
+frontier and ``L(C)`` use the validation loss (they select points), with compute counted from each
+model's own FLOPs per token.
 """
 
 from __future__ import annotations
 
+import math
 import platform
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, scaling
+from . import __version__, holdout, scaling
 from .train import git_commit
 from .workdir import Workdir, read_json, write_json
 
 ARCH_ORDER = ("transformer", "lstm")
+HOLDOUT_FACTORS = {"N": 10.0, "D": 4.0}  # how far the held-out checks extrapolate, in N and in D
+SENSITIVITY_DELTAS = (1e-3, 1e-2, 1e-1)  # Huber deltas of the sensitivity table (the first is the main fit's)
 
 
 class NoRunsError(FileNotFoundError):
@@ -59,50 +68,6 @@ def load_sweep(workdir: str | Path, datasets: Sequence[str] | None = None) -> di
     return out
 
 
-def longest_branch(runs: Sequence[dict]) -> dict[str, int]:
-    """Each size's longest branch in tokens (the D its L(N) point is measured at), by size name."""
-    return {r["size"]: r["tokens_seen"] for r in sorted(runs, key=lambda r: r["params_non_embedding"])}
-
-
-def gain_of_last_doubling(runs: Sequence[dict]) -> dict[str, float | None]:
-    """Per size: the test loss at half the longest branch minus at the longest, averaged over seeds. Under
-    WSD every branch ends cooled down, so this is what the last doubling of D bought: near zero means the
-    size has stopped learning from more data at this budget."""
-    gains: dict[str, list[float]] = {}
-    for r in runs:
-        by_tokens = {p["tokens"]: p["test_loss"] for p in r["curve"]}
-        half = by_tokens.get(r["tokens_seen"] // 2)
-        if half is not None and r.get("test_loss") is not None:
-            gains.setdefault(r["size"], []).append(half - r["test_loss"])
-    return {size: float(np.mean(g)) for size, g in gains.items()}
-
-
-def _arrays(runs: Sequence[dict], *keys: str) -> list[np.ndarray]:
-    return [np.array([float(r[k]) for r in runs]) for k in keys]
-
-
-def fit_architecture(runs: Sequence[dict], *, n_boot: int, seed: int) -> dict:
-    """Power law in N for one architecture's runs at one budget, with the held-out check."""
-    N, L = _arrays(runs, "params_non_embedding", "test_loss")
-    out: dict = {"n_runs": len(runs), "sizes": [s for _, s in sorted({(r["params_non_embedding"], r["size"])
-                                                                       for r in runs})]}
-    if len(np.unique(N)) < 3:
-        out["error"] = f"only {len(np.unique(N))} distinct sizes: a 3-parameter law needs 3"
-        return out
-    fit = scaling.fit_power_law(N, L, n_boot=n_boot, seed=seed)
-    out.update(fit.to_dict())
-    out["_fit"] = fit
-    try:
-        held = scaling.holdout_extrapolation(N, L)
-        out["extrapolation"] = held
-        out["extrapolation_rel_error"] = held["rel_error"]
-    except ValueError as err:  # fewer than 4 sizes
-        out["extrapolation"] = None
-        out["extrapolation_rel_error"] = None
-        out["extrapolation_note"] = str(err)
-    return out
-
-
 def compute_points(runs: Sequence[dict], loss: str = "val_loss") -> list[tuple[np.ndarray, np.ndarray]]:
     """Per size, (training FLOPs of a run of length D, loss) at every end of cooldown, averaged over the
     seeds of that size (validation loss by default: the frontier selects points, so test data may not)."""
@@ -118,67 +83,295 @@ def compute_points(runs: Sequence[dict], loss: str = "val_loss") -> list[tuple[n
 
 
 def cooldown_points(runs: Sequence[dict]) -> list[dict]:
-    """Every end of a cooldown branch of every run: size, seed, N, D, D/N, validation and test loss."""
-    return [{"size": r["size"], "seed": r["seed"], "N": r["params_non_embedding"], "D": p["tokens"],
-             "D_per_N": p["tokens"] / r["params_non_embedding"], "val_loss": p["val_loss"], "test_loss": p["test_loss"]}
+    """Every end of a cooldown branch of every run: run, size, seed, N (non-embedding and total), D, D/N,
+    training FLOPs of a run of that length, validation and test loss."""
+    return [{"run": r["run"], "size": r["size"], "seed": r["seed"], "N": r["params_non_embedding"],
+             "N_total": r.get("params_total", r["params_non_embedding"]), "D": p["tokens"],
+             "D_per_N": p["tokens"] / r["params_non_embedding"], "flops": p["flops"],
+             "val_loss": p["val_loss"], "test_loss": p["test_loss"]}
             for r in sorted(runs, key=lambda r: (r["params_non_embedding"], r["seed"])) for p in r["curve"]]
 
 
-def joint_points(runs: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, D, test loss) at every end of cooldown of every run: all sizes, all branches, all seeds."""
-    pts = [(r["params_non_embedding"], p["tokens"], p["test_loss"]) for r in runs for p in r["curve"]]
-    N, D, L = (np.array(v, dtype=float) for v in zip(*pts))
-    return N, D, L
+def common_tokens(runs: Sequence[dict]) -> int | None:
+    """The largest D at which every size of ``runs`` has a cooldown point (None if there is none)."""
+    by_size: dict[str, set[int]] = {}
+    for r in runs:
+        by_size.setdefault(r["size"], set()).update(p["tokens"] for p in r["curve"])
+    shared = set.intersection(*by_size.values()) if by_size else set()
+    return max(shared) if shared else None
 
 
-def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot: int, seed: int) -> dict:
-    """Every fit of one dataset (see the module docstring)."""
-    archs = [a for a in ARCH_ORDER if any(r["arch"] == a for r in runs)]
-    main = list(runs)
-    out: dict = {"n_runs": len(runs), "entropy_rate": entropy_rate, "fits": {}, "compute": {}, "joint": {},
-                 "budgets": {}, "last_doubling_gain": {}}
-    for arch in archs:
-        mine = [r for r in main if r["arch"] == arch]
-        out["budgets"][arch] = [{"size": s, "N": n, "D": d, "D_per_N": d / n, "D_min": d_min}
-                                for s, n, d, d_min in sorted({(r["size"], r["params_non_embedding"], r["tokens_seen"],
-                                                              r["curve"][0]["tokens"]) for r in mine},
-                                                             key=lambda t: t[1])]
-        out["last_doubling_gain"][arch] = gain_of_last_doubling(mine)
-        out["fits"][arch] = fit_architecture(mine, n_boot=n_boot, seed=seed)
+def flops_of_size(runs: Sequence[dict]):
+    """FLOPs per token as a function of N for one architecture (the project's own count, attention included,
+    not 6N): piecewise linear in log-log through its sizes, extended beyond them along the end segments."""
+    pairs = sorted({(float(r["params_non_embedding"]), float(r["flops_per_token"])) for r in runs})
+    logn, logf = np.log([p[0] for p in pairs]), np.log([p[1] for p in pairs])
 
-        curves = compute_points(mine)
-        C_f, L_f = scaling.compute_frontier(np.concatenate([c for c, _ in curves]),
-                                            np.concatenate([v for _, v in curves]))
-        entry: dict = {"frontier_flops": C_f.tolist(), "frontier_loss": L_f.tolist()}
+    def f(N):
+        x = np.log(np.asarray(N, dtype=float))
+        if len(pairs) == 1:
+            return np.exp(logf[0] + x - logn[0])
+        y = np.interp(x, logn, logf)
+        lo, hi = x < logn[0], x > logn[-1]
+        y[lo] = logf[0] + (x[lo] - logn[0]) * (logf[1] - logf[0]) / (logn[1] - logn[0])
+        y[hi] = logf[-1] + (x[hi] - logn[-1]) * (logf[-1] - logf[-2]) / (logn[-1] - logn[-2])
+        return np.exp(y)
+    return f
+
+
+def frontier_loss(params: np.ndarray, C: float, n_range: tuple[float, float], flops) -> np.ndarray:
+    """The lowest loss the law promises at compute C over N in ``n_range`` (each N trained on
+    ``C / flops(N)`` tokens), for every row of ``params`` (n, 5) at once."""
+    N = np.geomspace(n_range[0], n_range[1], 256)
+    D = C / flops(N)
+    P = np.atleast_2d(params)
+    loss = scaling.joint_law(tuple(P[:, i, None] for i in range(5)), N[None, :], D[None, :])
+    return loss.min(axis=1)
+
+
+def optimal_size_exponent(params: np.ndarray, C_range: tuple[float, float], n_range: tuple[float, float],
+                          flops) -> np.ndarray:
+    """The slope of log N_opt against log C between the ends of ``C_range``, with compute counted by
+    ``flops`` (this project's FLOPs per token), for every row of ``params``: the numerical counterpart of
+    beta / (alpha + beta), which assumes C = 6 N D. N_opt is searched on a fine grid three decades wider
+    than ``n_range`` on both sides (the law extrapolated, as the closed form does)."""
+    N = np.geomspace(n_range[0] / 1e3, n_range[1] * 1e3, 2048)
+    P = np.atleast_2d(params)
+    logs = []
+    for C in C_range:
+        loss = scaling.joint_law(tuple(P[:, i, None] for i in range(5)), N[None, :], (C / flops(N))[None, :])
+        logs.append(np.log(N[np.argmin(loss, axis=1)]))
+    return (logs[1] - logs[0]) / (math.log(C_range[1]) - math.log(C_range[0]))
+
+
+def _interval(values: np.ndarray) -> list[float | None]:
+    return [scaling._json_float(v) for v in scaling._percentile_ci(np.asarray(values)[np.isfinite(values)])]
+
+
+def fit_joint(points: holdout.Points, *, n_boot: int, seed: int, delta: float = 1e-3,
+              start: scaling.JointFit | None = None) -> scaling.JointFit:
+    """The joint law on every end-of-cooldown point, the bootstrap resampling whole runs."""
+    return scaling.fit_joint_law(points.N, points.D, points.L, groups=points.run, n_boot=n_boot, seed=seed,
+                                 delta=delta, start=start)
+
+
+def joint_summary(fit: scaling.JointFit, runs: Sequence[dict], records: Sequence[dict]) -> dict:
+    """The joint fit for the JSON file, with what the report derives from it: L(N) with unlimited data and at
+    the largest common D for every size, and the compute-optimal exponent (C = 6ND, and this project's
+    own FLOPs per token)."""
+    out = fit.to_dict()
+    sizes = sorted({(r["params_non_embedding"], r["size"]) for r in runs})
+    N = np.array([n for n, _ in sizes], dtype=float)
+    d_common = common_tokens(runs)
+    out["common_D"] = d_common
+    for key, D in (("loss_at_infinite_D", math.inf), ("loss_at_common_D", d_common)):
+        if D is None:
+            out[key] = None
+            continue
+        lo, hi = fit.band(N, D)
+        out[key] = [{"size": s, "N": float(n), "L": float(v), "ci": [scaling._json_float(a), scaling._json_float(b)]}
+                    for (n, s), v, a, b in zip(sizes, fit.predict(N, D), lo, hi)]
+    out["optimal_exponents"] = {k: list(v) if isinstance(v, tuple) else v for k, v in fit.optimal_exponents().items()}
+    flops = flops_of_size(runs)
+    C = np.array([p["flops"] for p in records], dtype=float)
+    c_range, n_range = (float(C.min()), float(C.max())), (float(N.min()), float(N.max()))
+    a_own = optimal_size_exponent(np.array([fit.params]), c_range, n_range, flops)[0]
+    a_draws = optimal_size_exponent(fit.boot_params, c_range, n_range, flops) if len(fit.boot_params) else []
+    out["optimal_exponents"].update(a_own_flops=float(a_own), a_own_flops_ci=_interval(np.asarray(a_draws)),
+                                    C_range=list(c_range))
+    out["points"] = {"N": fit_points(records, "N"), "D": fit_points(records, "D"),
+                     "L": fit_points(records, "test_loss"), "run": fit_points(records, "run")}
+    return out
+
+
+def fit_points(records: Sequence[dict], key: str) -> list:
+    return [r[key] for r in records]
+
+
+def single_budget_fit(runs: Sequence[dict], D: int | None, *, n_boot: int, seed: int) -> dict:
+    """``L(N) = a N^-alpha + c`` on the test losses at one common D (every seed a point): the single-budget
+    law the original project fitted, for comparison with the joint law at the same D."""
+    if D is None:
+        return {"error": "no branch length that every size reached"}
+    pts = [(r["params_non_embedding"], p["test_loss"]) for r in runs for p in r["curve"] if p["tokens"] == D]
+    N, L = (np.array(v, dtype=float) for v in zip(*pts))
+    out: dict = {"D": D, "n_points": len(L)}
+    if len(np.unique(N)) < 3:
+        out["error"] = f"only {len(np.unique(N))} distinct sizes at D = {D:,}: a 3-parameter law needs 3"
+        return out
+    fit = scaling.fit_power_law(N, L, n_boot=n_boot, seed=seed)
+    out.update(fit.to_dict())
+    out["_fit"] = fit
+    return out
+
+
+def ground_truth(fit: scaling.JointFit, points: holdout.Points, entropy_rate: float, *, n_boot: int,
+                 seed: int) -> dict:
+    """The fitted floor E (with its interval) against the exact entropy rate H*, and the law refitted with
+    its floor fixed at H* (``L - H* = A N^-alpha + B D^-beta``)."""
+    lo, hi = fit.E_ci
+    covers = bool(lo <= entropy_rate <= hi) if math.isfinite(lo) else None
+    out = {"H": entropy_rate, "E": fit.E, "E_ci": [scaling._json_float(lo), scaling._json_float(hi)],
+           "E_rel_error": (fit.E - entropy_rate) / entropy_rate, "covers": covers}
+    excess = scaling.fit_joint_law(points.N, points.D, points.L, groups=points.run, E=entropy_rate,
+                                   n_boot=n_boot, seed=seed, start=fit)
+    out["fixed_floor"] = {k: v for k, v in excess.to_dict().items() if k not in ("residuals",)}
+    return out
+
+
+def sensitivity(fit: scaling.JointFit, records: Sequence[dict]) -> list[dict]:
+    """alpha, beta, E and beta/(alpha+beta) of the joint law under other choices: total instead of
+    non-embedding parameters, other Huber deltas, and without the smallest size (point estimates, each
+    started from the main fit)."""
+    points = holdout.Points.from_records(records)
+    smallest = points.N.min()
+    variants = [("main fit: non-embedding N, Huber δ = 1e-3", points, SENSITIVITY_DELTAS[0], fit)]
+    total = holdout.Points(np.array([r["N_total"] for r in records], dtype=float), points.D, points.L, points.run)
+    variants.append(("total parameters (embeddings included)", total, SENSITIVITY_DELTAS[0], None))
+    variants += [(f"Huber δ = {d:g}", points, d, None) for d in SENSITIVITY_DELTAS[1:]]
+    variants.append(("without the smallest size", points[points.N > smallest], SENSITIVITY_DELTAS[0], None))
+    rows = []
+    for name, pts, delta, done in variants:
         try:
-            cfit = scaling.fit_compute_law_over_runs(curves, n_boot=max(20, n_boot // 10), seed=seed)
-            entry.update(cfit.to_dict())
-            entry["_fit"] = cfit
+            f = done or scaling.fit_joint_law(pts.N, pts.D, pts.L, delta=delta, n_boot=0, start=fit)
         except ValueError as err:
-            entry["error"] = str(err)
-        out["compute"][arch] = entry
+            rows.append({"variant": name, "error": str(err)})
+            continue
+        rows.append({"variant": name, "alpha": f.alpha, "beta": f.beta, "E": f.E,
+                     "a": f.beta / (f.alpha + f.beta) if f.alpha + f.beta > 0 else None,
+                     "n_points": f.n_points, "converged": f.converged})
+    return rows
 
-        N, D, Lj = joint_points(mine)
-        try:
-            jfit = scaling.fit_joint_law(N, D, Lj, n_boot=max(50, n_boot // 10), seed=seed)
-            joint = jfit.to_dict()
-            joint["optimal_exponents"] = {k: list(v) if isinstance(v, tuple) else v
-                                          for k, v in jfit.optimal_exponents().items()}
-            joint["points"] = {"N": N.tolist(), "D": D.tolist(), "L": Lj.tolist()}
-            joint["_fit"] = jfit
-        except ValueError as err:
-            joint = {"error": str(err)}
-        out["joint"][arch] = joint
 
-    fitted = [out["fits"][a].get("_fit") for a in archs]
-    if len(archs) == 2 and all(fitted):
-        Ns = [r["params_non_embedding"] for r in main]
-        cross = scaling.crossover(fitted[0], fitted[1], (min(Ns), max(Ns)))
-        out["crossover_N"] = cross
-        n_ref = max(Ns)
-        out["loss_ratio_at_largest"] = float(fitted[0].predict(n_ref) / fitted[1].predict(n_ref))
-        out["comparison"] = {where: compare_at(dict(zip(archs, fitted)), n) for where, n in
-                             (("smallest", min(Ns)), ("largest", max(Ns)))}
+def gain_of_last_doubling(runs: Sequence[dict]) -> dict[str, float | None]:
+    """Per size: the test loss at half the longest branch minus at the longest, averaged over seeds. Under
+    WSD every branch ends cooled down, so this is what the last doubling of D bought: near zero means the
+    size has stopped learning from more data at this budget."""
+    gains: dict[str, list[float]] = {}
+    for r in runs:
+        by_tokens = {p["tokens"]: p["test_loss"] for p in r["curve"]}
+        half = by_tokens.get(r["tokens_seen"] // 2)
+        if half is not None and r.get("test_loss") is not None:
+            gains.setdefault(r["size"], []).append(half - r["test_loss"])
+    return {size: float(np.mean(g)) for size, g in gains.items()}
+
+
+def analyze_architecture(runs: Sequence[dict], *, entropy_rate: float | None, n_boot: int, seed: int) -> dict:
+    """Every fit and check of one architecture on one dataset (a worker's unit of work)."""
+    records = cooldown_points(runs)
+    points = holdout.Points.from_records(records)
+    n_check = max(50, n_boot // 5)  # bootstrap draws of the secondary checks
+    out: dict = {"n_runs": len(runs)}
+    out["budgets"] = [{"size": s, "N": n, "D": d, "D_per_N": d / n, "D_min": d_min}
+                      for s, n, d, d_min in sorted({(r["size"], r["params_non_embedding"], r["tokens_seen"],
+                                                     r["curve"][0]["tokens"]) for r in runs}, key=lambda t: t[1])]
+    out["last_doubling_gain"] = gain_of_last_doubling(runs)
+    try:
+        fit = fit_joint(points, n_boot=n_boot, seed=seed)
+    except ValueError as err:
+        out["joint"] = {"error": str(err)}
+        fit = None
+    if fit is not None:
+        out["joint"] = joint_summary(fit, runs, records)
+        out["joint"]["_fit"] = fit
+        out["holdout"] = {}
+        for axis, factor in HOLDOUT_FACTORS.items():
+            try:
+                out["holdout"][axis] = holdout.check(points, axis, factor, n_boot=n_check, seed=seed, start=fit)
+            except ValueError as err:
+                out["holdout"][axis] = {"axis": axis, "factor": factor, "error": str(err)}
+        out["sensitivity"] = sensitivity(fit, records)
+        if entropy_rate is not None:
+            out["ground_truth"] = ground_truth(fit, points, entropy_rate, n_boot=n_check, seed=seed)
+    out["single_budget"] = single_budget_fit(runs, common_tokens(runs), n_boot=n_check, seed=seed)
+    curves = compute_points(runs)
+    C_f, L_f = scaling.compute_frontier(np.concatenate([c for c, _ in curves]), np.concatenate([v for _, v in curves]))
+    entry: dict = {"frontier_flops": C_f.tolist(), "frontier_loss": L_f.tolist()}
+    try:
+        cfit = scaling.fit_compute_law_over_runs(curves, n_boot=max(20, n_boot // 10), seed=seed)
+        entry.update(cfit.to_dict())
+        entry["_fit"] = cfit
+    except ValueError as err:
+        entry["error"] = str(err)
+    out["compute"] = entry
+    return out
+
+
+def architecture_gap(runs: Sequence[dict], fits: dict[str, scaling.JointFit]) -> dict:
+    """The difference ``L_transformer - L_lstm`` of the two joint laws, with a 95% interval from their
+    bootstrap draws (independent resamples of each architecture's runs, paired by index): at the smallest
+    and the largest N both architectures trained, at the largest D every size of both reached; and on the
+    compute frontier (each law's best loss over its own range of N) at the smallest and largest compute
+    both reached."""
+    (a1, f1), (a2, f2) = fits.items()
+    mine = {a: [r for r in runs if r["arch"] == a] for a in fits}
+    n_lo = max(min(r["params_non_embedding"] for r in rs) for rs in mine.values())
+    n_hi = min(max(r["params_non_embedding"] for r in rs) for rs in mine.values())
+    D = common_tokens(runs)
+    k = min(len(f1.boot_params), len(f2.boot_params))
+    rows = []
+
+    def row(where: str, point: float, diff: float, draws: np.ndarray, **extra) -> dict:
+        lo, hi = _interval(draws) if k else [None, None]
+        return {"where": where, "at": point, **extra, "difference": float(diff), "ci": [lo, hi],
+                "verdict": gap_verdict(a1, a2, diff, lo, hi)}
+
+    if D is not None:
+        for where, n in (("smallest N", n_lo), ("largest N", n_hi)):
+            diff = float(f1.predict(n, D) - f2.predict(n, D))
+            draws = f1.predict_draws(n, D)[:k] - f2.predict_draws(n, D)[:k]
+            rows.append(row(where, float(n), diff, draws, D=D))
+    flops = {a: flops_of_size(rs) for a, rs in mine.items()}
+    spans = {a: (min(r["params_non_embedding"] for r in rs), max(r["params_non_embedding"] for r in rs))
+             for a, rs in mine.items()}
+    C_all = {a: [p["flops"] for r in rs for p in r["curve"]] for a, rs in mine.items()}
+    c_lo, c_hi = max(min(c) for c in C_all.values()), min(max(c) for c in C_all.values())
+    if c_lo < c_hi:
+        for where, C in (("smallest common C", c_lo), ("largest common C", c_hi)):
+            best = {a: frontier_loss(np.array([f.params]), C, spans[a], flops[a])[0] for a, f in fits.items()}
+            draws = (frontier_loss(f1.boot_params[:k], C, spans[a1], flops[a1])
+                     - frontier_loss(f2.boot_params[:k], C, spans[a2], flops[a2])) if k else np.empty(0)
+            rows.append(row(where, float(C), best[a1] - best[a2], draws))
+    return {"archs": [a1, a2], "rows": rows, "n_boot": k}
+
+
+def gap_verdict(a1: str, a2: str, diff: float, lo: float | None, hi: float | None) -> str:
+    """Which architecture is lower, by how much, and whether the interval on the difference excludes zero."""
+    if lo is None or hi is None:
+        return f"the {a1} is {'lower' if diff < 0 else 'higher'} by {abs(diff):.3f} nats/char (no interval)"
+    if hi < 0 or lo > 0:
+        better = a1 if hi < 0 else a2
+        return (f"the {better} is lower, by {abs(diff):.3f} nats/char (95% interval of "
+                f"{a1} − {a2}: {lo:+.3f} to {hi:+.3f})")
+    return (f"not resolved: {a1} − {a2} = {diff:+.3f} nats/char, 95% interval {lo:+.3f} to {hi:+.3f} "
+            "includes zero")
+
+
+def _architecture_job(args: tuple) -> dict:
+    runs, entropy_rate, n_boot, seed = args
+    return analyze_architecture(runs, entropy_rate=entropy_rate, n_boot=n_boot, seed=seed)
+
+
+def _jobs(runs: Sequence[dict], entropy_rate: float | None, n_boot: int, seed: int) -> dict[str, tuple]:
+    """One unit of work per architecture present, in the report's order."""
+    return {a: ([r for r in runs if r["arch"] == a], entropy_rate, n_boot, seed)
+            for a in ARCH_ORDER if any(r["arch"] == a for r in runs)}
+
+
+def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot: int, seed: int,
+                    per_arch: dict[str, dict] | None = None) -> dict:
+    """Every fit of one dataset (see the module docstring); ``per_arch`` holds the architectures' results
+    where they were computed already (in parallel, by :func:`analyze`)."""
+    if per_arch is None:
+        per_arch = {a: _architecture_job(job) for a, job in _jobs(runs, entropy_rate, n_boot, seed).items()}
+    archs = list(per_arch)
+    out: dict = {"n_runs": len(runs), "entropy_rate": entropy_rate}
+    for key in ("budgets", "last_doubling_gain", "joint", "holdout", "sensitivity", "ground_truth",
+                "single_budget", "compute"):
+        out[key] = {a: v[key] for a, v in per_arch.items() if key in v}
+    fits = {a: v["joint"].get("_fit") for a, v in per_arch.items()}
+    if len(archs) == 2 and all(fits.values()):
+        out["architecture_gap"] = architecture_gap(runs, fits)
     if entropy_rate is not None:  # every measured point of every run, not only the last
         named = [(f"{r['run']} at D = {p['tokens']:,}", p["test_loss"]) for r in runs for p in r["curve"]]
         flagged = scaling.flag_below_floor([v for _, v in named], entropy_rate)
@@ -187,56 +380,42 @@ def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot:
     return out
 
 
-def compare_at(fits: dict[str, scaling.PowerLawFit], N: float) -> dict:
-    """Which architecture's fitted loss is lower at N, and whether the 95% bands separate there."""
-    pred = {a: float(f.predict(N)) for a, f in fits.items()}
-    band = {a: [float(v[0]) for v in f.band(np.array([N]))] for a, f in fits.items()}
-    (better, lb), (worse, lw) = sorted(pred.items(), key=lambda kv: kv[1])
-    separated = np.isfinite(band[better][1]) and band[better][1] < band[worse][0]
-    bands = "the 95% bands do not overlap" if separated else "the 95% bands overlap, so this is not resolved"
-    verdict = f"at N = {N:,.0f} the {better} is better ({lb:.3f} against {lw:.3f} nats/char; {bands})"
-    return {"N": N, "predicted": pred, "band": band, "better": better, "separated": bool(separated),
-            "verdict": verdict}
-
-
-def law_verdict(fit: dict) -> str:
-    """Does L(N) hold for one fit by the report's standard (R² >= 0.95, held-out error <= 5%)?"""
-    if "r2" not in fit:
-        return f"not fitted ({fit.get('error', 'no runs')})"
-    err = fit.get("extrapolation_rel_error")
-    err_text = "no held-out check (fewer than 4 sizes)" if err is None else f"held-out error {err:.1%}"
-    holds = fit["r2"] >= 0.95 and err is not None and err <= 0.05
-    return (f"R² = {fit['r2']:.3f}, {err_text}: " +
-            ("the power law holds by this report's standard" if holds else
-             "the power law does not meet this report's standard (R² >= 0.95 and held-out error <= 5%)"))
-
-
 def analyze(workdir: str | Path, *, datasets: Sequence[str] | None = None, n_boot: int = 1000,
-            seed: int = 0) -> dict:
+            seed: int = 0, workers: int = 2) -> dict:
     """Fit everything for every dataset of the last sweep and write ``results/experiment_results.json``.
 
-    The returned dict also holds the fit objects under ``_fit`` keys (for plotting); the JSON file
-    holds everything else.
+    ``workers > 1`` fits the (dataset, architecture) pairs in that many processes. The returned dict also
+    holds the fit objects under ``_fit`` keys (for plotting); the JSON file holds everything else.
     """
     from .params import as_int
 
     as_int("n_boot", n_boot, minimum=0)
     as_int("seed", seed)
+    as_int("workers", workers, minimum=1)
     wd = Workdir(workdir)
     sweeps = load_sweep(workdir, datasets)
-    results: dict = {"runs": [], "datasets": {}, "parameters": {"n_boot": n_boot, "seed": seed},
+    results: dict = {"runs": [], "datasets": {}, "parameters": {"n_boot": n_boot, "seed": seed,
+                                                                 "holdout_factors": HOLDOUT_FACTORS},
                      "units": "nats per character; N = non-embedding parameters; C = training FLOPs",
                      "versions": {"musicscale": __version__, "python": platform.python_version()},
                      "git_commit": git_commit()}
+    metas = {d: read_json(wd.require(wd.tokens_meta(d))) for d in sweeps}
+    h_star = {d: (m.get("entropy_rate") or {}).get("test") for d, m in metas.items()}
+    jobs = {(d, a): job for d, runs in sweeps.items() for a, job in _jobs(runs, h_star[d], n_boot, seed).items()}
+    if workers > 1 and len(jobs) > 1:  # the costliest part, and independent: one process per job
+        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+            done = dict(zip(jobs, pool.map(_architecture_job, jobs.values())))
+    else:
+        done = {k: _architecture_job(job) for k, job in jobs.items()}
     for dataset, runs in sweeps.items():
-        meta = read_json(wd.require(wd.tokens_meta(dataset)))
-        h_star = (meta.get("entropy_rate") or {}).get("test")
         results["runs"].extend(runs)
-        ds = results["datasets"][dataset] = analyze_dataset(runs, entropy_rate=h_star, n_boot=n_boot, seed=seed)
-        ds["vocab_size"] = meta["vocab_size"]
+        per_arch = {a: v for (d, a), v in done.items() if d == dataset}
+        ds = results["datasets"][dataset] = analyze_dataset(runs, entropy_rate=h_star[dataset], n_boot=n_boot,
+                                                            seed=seed, per_arch=per_arch)
+        ds["vocab_size"] = metas[dataset]["vocab_size"]
         searches = read_json(wd.lr_search(dataset)) if wd.lr_search(dataset).exists() else []
-        ds["lr_search"] = {a: [s for s in searches if s["arch"] == a] for a in ds["fits"]}
-        ds["points"] = {a: cooldown_points([r for r in runs if r["arch"] == a]) for a in ds["fits"]}
+        ds["lr_search"] = {a: [s for s in searches if s["arch"] == a] for a in per_arch}
+        ds["points"] = {a: cooldown_points([r for r in runs if r["arch"] == a]) for a in per_arch}
     write_json(wd.experiment_results, strip_private(results))
     return results
 
@@ -259,73 +438,175 @@ def format_ci(entry: dict, key: str, spec: str = ".3f") -> str:
     return f"{value:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]"
 
 
-def fits_table(results: dict):
-    """L(N) per dataset and architecture: parameters with 95% intervals, R², held-out error, H*."""
+def _rows(results: dict, key: str):
+    """(dataset, arch, entry) for every dataset and architecture that has ``key``."""
+    for d, ds in results["datasets"].items():
+        for arch, entry in ds.get(key, {}).items():
+            yield d, arch, entry
+
+
+def joint_table(results: dict):
+    """The joint law per dataset and architecture: parameters with 95% intervals (bootstrap over runs), the
+    compute-optimal exponent (C = 6ND and own FLOPs), R², and how many bootstrap draws converged."""
+    from .report import markdown_table
+
+    rows = []
+    for d, arch, j in _rows(results, "joint"):
+        opt = j.get("optimal_exponents") or {}
+        rows.append({"dataset": d, "arch": arch, "points": j.get("n_points"), "runs": j.get("n_groups"),
+                     "E": format_ci(j, "E"), "alpha": format_ci(j, "alpha"), "beta": format_ci(j, "beta"),
+                     "a": format_ci(opt, "a", ".2f") if opt else j.get("error", "—"),
+                     "a_own": format_ci(opt, "a_own_flops", ".2f") if opt else "—", "r2": j.get("r2"),
+                     "draws": f"{j['n_boot']} ({j['n_failed']} failed)" if "n_boot" in j else "—"})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("runs", "runs", None), ("points", "points", None),
+        ("E", "E (nats) [95% CI]", None), ("alpha", "α [95% CI]", None), ("beta", "β [95% CI]", None),
+        ("a", "N_opt ∝ C^a, C = 6ND", None), ("a_own", "a, own FLOPs", None), ("r2", "R²", ".4f"),
+        ("draws", "bootstrap draws", None)])
+
+
+def holdout_table(results: dict):
+    """The held-out checks: what was fitted and predicted, the law's error beside both baselines and the
+    seed-to-seed spread, and the law's advantage with its interval."""
+    from .report import markdown_table
+
+    rows = []
+    for d, arch, checks in _rows(results, "holdout"):
+        for axis, h in checks.items():
+            name = f"in {axis}, ≥{h['factor']:g}×"
+            if "error" in h:
+                rows.append({"dataset": d, "arch": arch, "check": name, "advantage": f"not run: {h['error']}"})
+                continue
+            held = ", ".join(f"{n:,.0f}" for n in h["held_out"])
+            what = (f"{len(h['fitted'])} sizes ≤ {max(h['fitted']):,.0f} → {held}" if axis == "N"
+                    else f"branches ≤ D_max/{h['factor']:g} → D_max")
+            rows.append({"dataset": d, "arch": arch, "check": name, "what": what, "reach": h["extrapolation"],
+                         "targets": h["n_targets"], "law": h["law_error"], "flat": h["flat_error"],
+                         "line": h["loglinear_error"], "sd": h["seed_sd"],
+                         "advantage": format_ci(h, "advantage")})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("check", "check", None),
+        ("what", "fitted → predicted", None), ("reach", "reach (×)", ".1f"), ("targets", "points", None),
+        ("law", "law error (nats)", ".4f"), ("flat", "no-improvement error", ".4f"),
+        ("line", "log-log line error", ".4f"), ("sd", "seed SD", ".4f"),
+        ("advantage", "advantage [95% CI]", None)])
+
+
+def ground_truth_table(results: dict):
+    """Per architecture on a dataset with an exact entropy rate: H*, the fitted E with its interval, their
+    relative difference, and the exponents of the law refitted with its floor fixed at H*."""
+    from .report import markdown_table
+
+    rows = []
+    for d, arch, g in _rows(results, "ground_truth"):
+        fixed = g["fixed_floor"]
+        rows.append({"dataset": d, "arch": arch, "H": g["H"], "E": format_ci(g, "E", ".4f"),
+                     "rel": g["E_rel_error"], "covers": {True: "yes", False: "no"}.get(g["covers"], "—"),
+                     "alpha": format_ci(fixed, "alpha"), "beta": format_ci(fixed, "beta"), "r2": fixed.get("r2")})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("H", "H* (nats)", ".4f"),
+        ("E", "fitted E [95% CI]", None), ("rel", "(E − H*)/H*", ".1%"), ("covers", "interval covers H*", None),
+        ("alpha", "L − H*: α [95% CI]", None), ("beta", "L − H*: β [95% CI]", None), ("r2", "L − H*: R²", ".4f")])
+
+
+def gap_table(results: dict):
+    """The Transformer-LSTM difference of the joint laws at equal N (and D) and at equal compute."""
     from .report import markdown_table
 
     rows = []
     for d, ds in results["datasets"].items():
-        for arch, f in ds["fits"].items():
-            rows.append({"dataset": d, "arch": arch, "runs": f["n_runs"], "alpha": format_ci(f, "alpha"),
-                         "a": format_ci(f, "a", ".2e"), "c": format_ci(f, "c"), "r2": f.get("r2"),
-                         "extrap": f.get("extrapolation_rel_error"), "h": ds.get("entropy_rate")})
+        gap = ds.get("architecture_gap")
+        for r in (gap or {}).get("rows", []):
+            at = f"N = {r['at']:,.0f}, D = {r['D']:,}" if "D" in r else f"C = {r['at']:.2e} FLOPs"
+            rows.append({"dataset": d, "where": r["where"], "at": at, "diff": format_ci(
+                {"v": r["difference"], "v_ci": r["ci"]}, "v", "+.3f"), "verdict": r["verdict"]})
+    return markdown_table(rows, [("dataset", "dataset", None), ("where", "compared at", None), ("at", "", None),
+                                 ("diff", "transformer − lstm (nats) [95% CI]", None), ("verdict", "verdict", None)])
+
+
+def sensitivity_table(results: dict):
+    """The joint law's exponents and floor under other choices of N, Huber δ and sizes."""
+    from .report import markdown_table
+
+    rows = [{"dataset": d, "arch": arch, **row} for d, arch, rs in _rows(results, "sensitivity") for row in rs]
+    for row in rows:
+        row["variant"] = row["variant"] + (f" (not fitted: {row['error']})" if "error" in row else "")
     return markdown_table(rows, [
-        ("dataset", "dataset", None), ("arch", "arch", None), ("runs", "runs", None),
-        ("alpha", "α [95% CI]", None), ("a", "a [95% CI]", None), ("c", "c [95% CI] (nats)", None),
-        ("r2", "R²", ".4f"), ("extrap", "held-out error", ".2%"), ("h", "H* (nats)", ".4f")])
+        ("dataset", "dataset", None), ("arch", "arch", None), ("variant", "variant", None), ("alpha", "α", ".3f"),
+        ("beta", "β", ".3f"), ("E", "E (nats)", ".3f"), ("a", "β/(α+β)", ".2f")])
+
+
+def single_budget_table(results: dict):
+    """L(N) = a N^-alpha + c at one common D (the original project's law) beside the joint law's alpha."""
+    from .report import markdown_table
+
+    rows = []
+    for d, arch, f in _rows(results, "single_budget"):
+        joint = results["datasets"][d]["joint"].get(arch, {})
+        rows.append({"dataset": d, "arch": arch, "D": f.get("D"),
+                     "alpha": format_ci(f, "alpha") if "alpha" in f else f.get("error"), "c": format_ci(f, "c"),
+                     "r2": f.get("r2"), "joint": format_ci(joint, "alpha")})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("D", "D (tokens)", ",d"),
+        ("alpha", "single budget: α [95% CI]", None), ("c", "c (nats) [95% CI]", None), ("r2", "R²", ".4f"),
+        ("joint", "joint law: α [95% CI]", None)])
 
 
 def compute_table(results: dict):
-    """L(C) on the compute frontier and the joint L(N, D) per dataset and architecture."""
+    """L(C) = a C^-alpha_C + c on each architecture's compute frontier."""
     from .report import markdown_table
 
-    rows = []
-    for d, ds in results["datasets"].items():
-        for arch in ds["fits"]:
-            c, j = ds["compute"].get(arch, {}), ds["joint"].get(arch, {})
-            opt = j.get("optimal_exponents") or {}
-            rows.append({"dataset": d, "arch": arch, "alpha_c": format_ci(c, "alpha"), "c_c": format_ci(c, "c"),
-                         "E": format_ci(j, "E"), "alpha": format_ci(j, "alpha"), "beta": format_ci(j, "beta"),
-                         "n_opt": format_ci(opt, "a", ".2f") if opt else j.get("error", "—"), "r2": j.get("r2")})
+    rows = [{"dataset": d, "arch": arch, "alpha": format_ci(c, "alpha"), "c": format_ci(c, "c"),
+             "points": len(c.get("frontier_flops", [])), "draws": c.get("n_boot")}
+            for d, arch, c in _rows(results, "compute")]
     return markdown_table(rows, [
-        ("dataset", "dataset", None), ("arch", "arch", None), ("alpha_c", "L(C): α_C [95% CI]", None),
-        ("c_c", "L(C): c", None), ("E", "L(N,D): E", None), ("alpha", "L(N,D): α", None),
-        ("beta", "L(N,D): β", None), ("n_opt", "N_opt ∝ C^a: a", None), ("r2", "L(N,D): R²", ".4f")])
+        ("dataset", "dataset", None), ("arch", "arch", None), ("points", "frontier points", None),
+        ("alpha", "α_C [95% CI]", None), ("c", "c (nats) [95% CI]", None), ("draws", "bootstrap draws", None)])
 
 
 def findings(results: dict) -> dict[str, object]:
-    """The numbers the report's prose cites, by glue name (``<dataset>_<arch>_<quantity>``)."""
-    values: dict[str, object] = {"n_runs": len(results["runs"]), "n_boot": results["parameters"]["n_boot"]}
+    """The numbers and verdicts the report's prose cites, by glue name (``<dataset>_<arch>_<quantity>``)."""
+    values: dict[str, object] = {"n_runs": len(results["runs"]), "n_boot": results["parameters"]["n_boot"],
+                                 "holdout_factor_N": HOLDOUT_FACTORS["N"], "holdout_factor_D": HOLDOUT_FACTORS["D"]}
     for d, ds in results["datasets"].items():
         ratios = [b["D_per_N"] for bs in ds["budgets"].values() for b in bs]
         values[f"{d}_min_tokens_per_param"], values[f"{d}_max_tokens_per_param"] = min(ratios), max(ratios)
-        for arch, f in ds["fits"].items():
-            for key in ("alpha", "a", "c", "r2"):
-                values[f"{d}_{arch}_{key}"] = f.get(key)
-            for key in ("alpha", "c"):
-                lo, hi = f.get(f"{key}_ci") or [None, None]
-                values[f"{d}_{arch}_{key}_lo"], values[f"{d}_{arch}_{key}_hi"] = lo, hi
-            err = f.get("extrapolation_rel_error")
-            values[f"{d}_{arch}_extrapolation_pct"] = None if err is None else 100 * err
+        for arch, j in ds["joint"].items():
+            p = f"{d}_{arch}"
+            opt = j.get("optimal_exponents") or {}
+            for key, src in (("E", j), ("alpha", j), ("beta", j), ("a", opt), ("a_own_flops", opt)):
+                values[f"{p}_joint_{key}"] = src.get(key)
+                lo, hi = src.get(f"{key}_ci") or [None, None]
+                values[f"{p}_joint_{key}_lo"], values[f"{p}_joint_{key}_hi"] = lo, hi
+            values[f"{p}_joint_r2"] = j.get("r2")
+            sizes = [b["N"] for b in ds["budgets"].get(arch, [])]
+            values[f"{p}_N_min"], values[f"{p}_N_max"] = (min(sizes), max(sizes)) if sizes else (None, None)
+            values[f"{p}_joint_draws"], values[f"{p}_joint_failed"] = j.get("n_boot"), j.get("n_failed")
+            for axis, h in ds.get("holdout", {}).get(arch, {}).items():
+                q = f"{p}_holdout_{axis}"
+                values[f"{q}_verdict"] = h.get("verdict") or f"the check could not run: {h.get('error')}"
+                for key in ("law_error", "flat_error", "loglinear_error", "seed_sd", "extrapolation"):
+                    values[f"{q}_{key}"] = h.get(key)
             runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch]
             best = min(runs, key=lambda r: r["test_loss"])
-            values[f"{d}_{arch}_best_test"], values[f"{d}_{arch}_best_bpc"] = best["test_loss"], best["test_bpc"]
-            values[f"{d}_{arch}_compute_alpha"] = ds["compute"].get(arch, {}).get("alpha")
-            for key in ("alpha", "beta", "E"):
-                values[f"{d}_{arch}_joint_{key}"] = ds["joint"].get(arch, {}).get(key)
+            values[f"{p}_best_test"], values[f"{p}_best_bpc"] = best["test_loss"], best["test_bpc"]
+            single = ds["single_budget"].get(arch, {})
+            values[f"{p}_single_alpha"], values[f"{p}_single_D"] = single.get("alpha"), single.get("D")
+            values[f"{p}_compute_alpha"] = ds["compute"].get(arch, {}).get("alpha")
+            g = ds.get("ground_truth", {}).get(arch)
+            if g:
+                values[f"{p}_gt_E_rel_pct"] = 100 * g["E_rel_error"]
+                values[f"{p}_gt_covers"] = {True: "covers", False: "does not cover"}.get(g["covers"],
+                                                                                          "has no interval for")
+                values[f"{p}_gt_fixed_alpha"] = g["fixed_floor"].get("alpha")
+                values[f"{p}_gt_fixed_beta"] = g["fixed_floor"].get("beta")
+                values[f"{p}_gt_fixed_r2"] = g["fixed_floor"].get("r2")
         for arch, gains in ds["last_doubling_gain"].items():
             if gains:
-                largest = max(ds["budgets"][arch], key=lambda b: b["N"])["size"]
-                values[f"{d}_{arch}_gain_largest"] = gains.get(largest)
+                values[f"{d}_{arch}_gain_largest"] = gains.get(max(ds["budgets"][arch], key=lambda b: b["N"])["size"])
                 values[f"{d}_{arch}_gain_smallest"] = gains.get(min(ds["budgets"][arch], key=lambda b: b["N"])["size"])
-        values[f"{d}_loss_ratio"] = ds.get("loss_ratio_at_largest")
-        for arch, f in ds["fits"].items():
-            values[f"{d}_{arch}_law_verdict"] = law_verdict(f)
-        for where, comp in (ds.get("comparison") or {}).items():
-            values[f"{d}_compare_{where}"] = comp["verdict"]
-        cross = ds.get("crossover_N")
-        values[f"{d}_crossover"] = (f"cross at N ≈ {cross:,.0f}" if cross else
-                                    "do not cross within the measured range of N")
+        for r in (ds.get("architecture_gap") or {}).get("rows", []):
+            values[f"{d}_gap_{r['where'].replace(' ', '_')}"] = r["verdict"]
         if ds.get("entropy_rate") is not None:
             values[f"{d}_entropy_rate"] = ds["entropy_rate"]
             values[f"{d}_min_test"] = ds["min_test_loss"]
@@ -344,26 +625,30 @@ def glue_findings(results: dict) -> None:
 
 def _finding_spec(name: str) -> str:
     """The display format of a finding, by its glue name."""
-    if name.endswith(("entropy_rate", "min_test")):
+    if name.endswith(("entropy_rate", "min_test", "_error", "_seed_sd")):
         return ".4f"
-    if name.endswith("tokens_per_param"):
+    if name.endswith(("tokens_per_param", "_single_D", "_N_min", "_N_max")):
         return ",.0f"
-    if name.endswith("_pct"):
+    if name.endswith(("_pct", "extrapolation")) or name.startswith("holdout_factor"):
         return ".1f"
-    if name.startswith("n_") or "_n_" in name:
+    if name.startswith("n_") or "_n_" in name or name.endswith(("_draws", "_failed")):
         return "d"
     return ".3f"
 
 
 def _finding_missing(name: str) -> str:
     """Why a finding can be missing, for the reader."""
-    if "_joint_" in name:
-        return "the joint L(N, D) fit did not converge"
+    if "_joint_" in name or "_gt_" in name:
+        return "the joint L(N, D) fit did not converge or has no interval"
+    if "_holdout_" in name:
+        return "the held-out check could not run"
     if "_compute_" in name:
         return "no L(C) fit"
-    if name.endswith("_pct"):
-        return "no held-out check"
-    return "the fit did not converge"
+    if "_single_" in name:
+        return "no single-budget fit"
+    if "_seed_sd" in name:
+        return "one seed only"
+    return "not measured"
 
 
 def floor_check(results: dict):

@@ -40,7 +40,9 @@ class LSTMConfig:
 # to span more than two orders of magnitude of N on a CPU (about 1.5k to 0.5M), and the "gpu" sizes
 # go further for a GPU run.
 TRANSFORMER_SIZES: dict[str, TransformerConfig] = {
+    "nano": TransformerConfig(4, 1, 2),
     "micro": TransformerConfig(8, 2, 2),
+    "mini": TransformerConfig(12, 2, 2),
     "tiny": TransformerConfig(16, 2, 2),
     "small": TransformerConfig(32, 2, 2),
     "medium": TransformerConfig(48, 4, 3),
@@ -51,7 +53,9 @@ TRANSFORMER_SIZES: dict[str, TransformerConfig] = {
     "gpu-l": TransformerConfig(384, 8, 8),
 }
 LSTM_SIZES: dict[str, LSTMConfig] = {
+    "nano": LSTMConfig(4, 8, 1),
     "micro": LSTMConfig(8, 16, 1),
+    "mini": LSTMConfig(12, 24, 1),
     "tiny": LSTMConfig(16, 32, 1),
     "small": LSTMConfig(32, 64, 2),
     "medium": LSTMConfig(48, 96, 2),
@@ -62,7 +66,7 @@ LSTM_SIZES: dict[str, LSTMConfig] = {
     "gpu-l": LSTMConfig(384, 1152, 3),
 }
 SIZE_GRIDS: dict[str, dict] = {"transformer": TRANSFORMER_SIZES, "lstm": LSTM_SIZES}
-CPU_SIZES = ("micro", "tiny", "small", "medium", "large", "xl")
+CPU_SIZES = ("nano", "micro", "mini", "tiny", "small", "medium", "large", "xl")
 
 
 def check_arch_size(arch: str, size: str | None = None) -> None:

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .analysis import compute_points
+from .analysis import ARCH_ORDER, compute_points
 from .workdir import atomic_write
 
 COLORS = {"transformer": "tab:blue", "lstm": "tab:orange"}
@@ -28,13 +28,15 @@ def _main_runs(results: dict, dataset: str, arch: str) -> list[dict]:
     return [r for r in results["runs"] if r["dataset"] == dataset and r["arch"] == arch]
 
 
-def _draw_fit(ax, fit, N: np.ndarray, color: str, label: str) -> None:
-    grid = np.geomspace(N.min() / 1.5, N.max() * 1.5, 200)
-    ax.plot(grid, fit.predict(grid), color=color,
-            label=f"{label}: α={fit.alpha:.3f} [{fit.alpha_ci[0]:.3f}, {fit.alpha_ci[1]:.3f}], c={fit.c:.3f}")
-    lo, hi = fit.band(grid)
+def _archs(results: dict, datasets: Sequence[str]) -> list[str]:
+    return [a for a in ARCH_ORDER if any(a in results["datasets"][d]["joint"] for d in datasets)]
+
+
+def _band(ax, x: np.ndarray, fit, N, D, color: str, label: str, **line) -> None:
+    ax.plot(x, fit.predict(N, D), color=color, label=label, **line)
+    lo, hi = fit.band(N, D)
     if np.isfinite(lo).all():
-        ax.fill_between(grid, lo, hi, color=color, alpha=0.2, linewidth=0)
+        ax.fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0)
 
 
 def _floor(ax, results: dict, dataset: str) -> None:
@@ -44,46 +46,101 @@ def _floor(ax, results: dict, dataset: str) -> None:
 
 
 def scaling_laws(results: dict, datasets: Sequence[str] | None = None) -> Figure:
-    """Test loss against N, one panel per (dataset, architecture): runs, fit, 95% band, c and H*."""
+    """Test loss against N, one panel per (dataset, architecture): every run at the largest D all sizes
+    reached, the joint law there and with unlimited data (each with its 95% band), and H*."""
     datasets = list(datasets or results["datasets"])
-    archs = [a for a in ("transformer", "lstm") if any(a in results["datasets"][d]["fits"] for d in datasets)]
+    archs = _archs(results, datasets)
     fig, axes = plt.subplots(len(datasets), len(archs), figsize=(6 * len(archs), 4 * len(datasets)),
                              squeeze=False)
     for i, d in enumerate(datasets):
         for j, arch in enumerate(archs):
-            ax, runs = axes[i][j], _main_runs(results, d, arch)
-            N = np.array([r["params_non_embedding"] for r in runs], dtype=float)
-            L = np.array([r["test_loss"] for r in runs])
-            ax.scatter(N, L, color=COLORS[arch], zorder=3, label="runs (each seed)")
-            fit = results["datasets"][d]["fits"].get(arch, {}).get("_fit")
+            ax, joint = axes[i][j], results["datasets"][d]["joint"].get(arch, {})
+            runs, D = _main_runs(results, d, arch), joint.get("common_D")
+            fit = joint.get("_fit")
+            if D is not None:
+                pts = [(r["params_non_embedding"], p["test_loss"]) for r in runs for p in r["curve"]
+                       if p["tokens"] == D]
+                ax.scatter(*zip(*pts), color=COLORS[arch], zorder=3, s=18, label=f"runs at D = {D:,} (each seed)")
             if fit is not None:
-                _draw_fit(ax, fit, N, COLORS[arch], "fit")
-                ax.axhline(fit.c, color=COLORS[arch], linestyle="--", linewidth=1, label=f"fitted c = {fit.c:.3f}")
+                N = np.array([r["params_non_embedding"] for r in runs], dtype=float)
+                grid = np.geomspace(N.min() / 1.5, N.max() * 1.5, 150)
+                if D is not None:
+                    _band(ax, grid, fit, grid, D, COLORS[arch], f"joint law at D = {D:,}")
+                _band(ax, grid, fit, grid, np.inf, "gray", f"joint law, unlimited data (E = {fit.E:.3f})",
+                      linestyle="--")
+            else:
+                ax.set_title(f"{d}: {arch} (no joint fit: {joint.get('error', 'no runs')})", fontsize=8)
             _floor(ax, results, d)
             ax.set(xscale="log", xlabel="N (non-embedding parameters)", ylabel="test loss (nats/char)",
                    title=f"{d}: {arch}")
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def architecture_comparison(results: dict, datasets: Sequence[str] | None = None) -> Figure:
-    """Both architectures' fits with 95% bands on one axis per dataset."""
+    """The difference of the two joint laws, Transformer minus LSTM, against N at the largest D every size
+    of both reached, with its 95% band (paired bootstrap draws); below zero the Transformer is lower."""
     datasets = list(datasets or results["datasets"])
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.2), squeeze=False)
     for ax, d in zip(axes[0], datasets):
-        for arch, entry in results["datasets"][d]["fits"].items():
-            runs = _main_runs(results, d, arch)
-            N = np.array([r["params_non_embedding"] for r in runs], dtype=float)
-            ax.scatter(N, [r["test_loss"] for r in runs], color=COLORS[arch], s=18, zorder=3)
-            if entry.get("_fit") is not None:
-                _draw_fit(ax, entry["_fit"], N, COLORS[arch], arch)
-        cross = results["datasets"][d].get("crossover_N")
-        if cross:
-            ax.axvline(cross, color="gray", linestyle="--", label=f"curves cross at N ≈ {cross:,.0f}")
-        _floor(ax, results, d)
-        ax.set(xscale="log", xlabel="N (non-embedding parameters)", ylabel="test loss (nats/char)", title=d)
+        ds, gap = results["datasets"][d], results["datasets"][d].get("architecture_gap")
+        rows = [r for r in (gap or {}).get("rows", []) if "D" in r]
+        if not rows:
+            ax.set_title(f"{d}: no comparison (both architectures need a joint fit)", fontsize=8)
+            continue
+        a1, a2 = gap["archs"]
+        f1, f2 = ds["joint"][a1]["_fit"], ds["joint"][a2]["_fit"]
+        D, grid = rows[0]["D"], np.geomspace(rows[0]["at"], rows[-1]["at"], 120)
+        k = min(len(f1.boot_params), len(f2.boot_params))
+        ax.plot(grid, f1.predict(grid, D) - f2.predict(grid, D), color="black", label=f"{a1} − {a2} at D = {D:,}")
+        if k:
+            diff = f1.predict_draws(grid, D)[:k] - f2.predict_draws(grid, D)[:k]
+            lo, hi = np.percentile(diff, [2.5, 97.5], axis=0)
+            ax.fill_between(grid, lo, hi, color="gray", alpha=0.3, linewidth=0, label="95% interval")
+        ax.axhline(0, color="gray", linewidth=1)
+        for r in rows:
+            lo, hi = r["ci"]
+            # a percentile interval need not contain the full-data estimate: clip, not a negative bar
+            yerr = None if lo is None else [[max(0.0, r["difference"] - lo)], [max(0.0, hi - r["difference"])]]
+            ax.errorbar([r["at"]], [r["difference"]], yerr=yerr, fmt="o", color="black", capsize=3)
+        ax.set(xscale="log", xlabel="N (non-embedding parameters)", ylabel=f"{a1} − {a2} test loss (nats/char)",
+               title=d)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def holdout(results: dict, datasets: Sequence[str] | None = None) -> Figure:
+    """The held-out checks, one panel per (dataset, check, architecture): the held-out losses (seed means)
+    against what the law fitted without them predicts and what the two baselines guess."""
+    datasets = list(datasets or results["datasets"])
+    archs = _archs(results, datasets)
+    panels = [(d, axis) for d in datasets for axis in ("N", "D")]
+    fig, axes = plt.subplots(len(panels), len(archs), figsize=(6 * len(archs), 3.6 * len(panels)), squeeze=False)
+    for i, (d, axis) in enumerate(panels):
+        for j, arch in enumerate(archs):
+            ax = axes[i][j]
+            h = results["datasets"][d].get("holdout", {}).get(arch, {}).get(axis)
+            if not h or "error" in h:
+                ax.set_title(f"{d}: {arch}, in {axis}: not run", fontsize=9)
+                ax.text(0.5, 0.5, (h or {}).get("error", "no joint fit"), ha="center", va="center", wrap=True,
+                        fontsize=8, transform=ax.transAxes)
+                ax.set_axis_off()
+                continue
+            t = h["targets"]
+            x = [p["D"] for p in t] if axis == "N" else [p["N"] for p in t]
+            ax.scatter(x, [p["observed"] for p in t], color="black", zorder=4, label="held out (seed mean)")
+            ax.plot(x, [p["law"] for p in t], "o-", color=COLORS[arch], label=f"law: error {h['law_error']:.3f}")
+            ax.plot(x, [p["flat"] for p in t], "s--", color="gray", markersize=4,
+                    label=f"no further improvement: {h['flat_error']:.3f}")
+            ax.plot(x, [p["loglinear"] for p in t], "^:", color="gray", markersize=4,
+                    label=f"log-log line: {h['loglinear_error']:.3f}")
+            _floor(ax, results, d)
+            what = f"N ≥ {h['factor']:g}× the fitted sizes" if axis == "N" else f"D ≥ {h['factor']:g}× the branches"
+            ax.set(xscale="log", xlabel="D (tokens)" if axis == "N" else "N (non-embedding parameters)",
+                   ylabel="test loss (nats/char)", title=f"{d}: {arch}, held out: {what}")
+            ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

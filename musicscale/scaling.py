@@ -4,7 +4,10 @@ All losses are nats per character; N is the non-embedding parameter count, D tra
 C training FLOPs. Fits follow Hoffmann et al. 2022 (approach 3): the model is written in log space
 as a log-sum-exp, the Huber loss of ``log L - log L_hat`` is minimised with L-BFGS-B from a grid of
 starting points and the best optimum is kept. Following Besiroglu et al. 2024, optimiser tolerances
-are tight (so fits actually converge) and uncertainty comes from a bootstrap over the points.
+are tight (so fits actually converge) and uncertainty comes from a bootstrap: over points, or, for the
+joint law, over whole runs (``groups``). The joint law's bootstrap refits run as one vectorised damped
+Newton method over all resamples (L-BFGS-B takes the few it does not settle), which makes a thousand
+refits take about a second.
 
 Internally ``log N`` is centred on its mean, so the amplitude parameter is the curve's value at the
 geometric-mean size rather than at N = 1; this removes the strong amplitude-exponent correlation
@@ -345,32 +348,6 @@ def fit_power_law(
     )
 
 
-def holdout_extrapolation(N: Any, L: Any, **fit_kwargs: Any) -> dict[str, float]:
-    """Fit on all points with N < max(N) and compare the prediction at max(N) with the observed mean.
-
-    Raises ValueError if fewer than 3 distinct N remain after holding out the largest. The bootstrap is
-    off by default here (``n_boot=0``) since only the point prediction is used; pass n_boot to change.
-    """
-    N = _as_positive_1d("N", N)
-    L = _as_positive_1d("L", L)
-    _check_same_length(N=N, L=L)
-    n_max = float(N.max())
-    keep = N < n_max
-    if len(np.unique(N[keep])) < 3:
-        n_left = len(np.unique(N[keep]))
-        raise ValueError(f"holdout needs at least 3 distinct N below the held-out N={n_max:g}, got {n_left}")
-    fit_kwargs.setdefault("n_boot", 0)
-    fit = fit_power_law(N[keep], L[keep], **fit_kwargs)
-    predicted = float(fit.predict(n_max))
-    observed = float(L[~keep].mean())
-    return {
-        "held_out_N": n_max,
-        "predicted": predicted,
-        "observed": observed,
-        "rel_error": abs(predicted - observed) / observed,
-    }
-
-
 # --------------------------------------------------------------------------- compute frontier
 
 
@@ -475,6 +452,7 @@ class JointFit:
     n_failed: int = 0  # bootstrap refits that did not converge (left out of the intervals, and reported)
     n_degenerate: int = 0  # resamples skipped for having fewer than 3 distinct N or D
     E_fixed: bool = False
+    boot_rows: np.ndarray = field(default_factory=lambda: np.empty(0, int), repr=False)  # resample of each draw
 
     @property
     def params(self) -> tuple[float, float, float, float, float]:
@@ -653,10 +631,10 @@ def _joint_grid(L: np.ndarray, E: float | None = None) -> list[np.ndarray]:
     return starts
 
 
-def _group_resamples(groups: np.ndarray, n_boot: int, seed: int, keys: Sequence[np.ndarray]) -> tuple[np.ndarray, int]:
-    """Multiplicities (n_boot, n_points) of bootstrap resamples of whole groups, and how many resamples were
-    skipped for having fewer than 3 distinct values of a key (at most 3 * n_boot are drawn)."""
-    labels, inverse = np.unique(groups, return_inverse=True)
+def group_resamples(groups: Any, n_boot: int, seed: int, keys: Sequence[np.ndarray]) -> tuple[np.ndarray, int]:
+    """Multiplicities (n_boot, n_points) of bootstrap resamples of whole groups (runs), and how many resamples
+    were skipped for having fewer than 3 distinct values of a key (at most 3 * n_boot are drawn)."""
+    labels, inverse = np.unique(np.asarray(groups), return_inverse=True)
     rng = np.random.default_rng(seed)
     rows, degenerate = [], 0
     for _ in range(3 * n_boot):
@@ -682,6 +660,7 @@ def fit_joint_law(
     seed: int = 0,
     E: float | None = None,
     start: JointFit | None = None,
+    resamples: np.ndarray | None = None,
 ) -> JointFit:
     """Fit ``L = E + A/N**alpha + B/D**beta`` (Chinchilla approach 3) with bootstrap CIs.
 
@@ -692,6 +671,9 @@ def fit_joint_law(
     - ``E`` fixes the floor instead of fitting it (``L - E = A N^-alpha + B D^-beta``, e.g. ``E = H*``).
     - ``start``, a fit to related data (the same study without its largest sizes, say), replaces the grid
       of starting points by that solution and a few around it.
+    - ``resamples`` (n_boot, n_points) gives the bootstrap's multiplicities instead of drawing them, so that
+      a caller can apply the same resamples to something else (:mod:`musicscale.holdout`); ``boot_rows``
+      then says which rows the draws come from.
 
     Every resample is refitted from the full-data optimum by a damped Newton method vectorised over
     resamples; the few it does not settle get L-BFGS-B from three starts; refits that still do not converge
@@ -748,10 +730,13 @@ def fit_joint_law(
         best = [Q0[i] for i in np.argsort(np.where(np.isfinite(F0), F0, np.inf))[:_JOINT_POLISHED]]
         q_best, _, converged = _best_of(_joint_objective, best, bounds, (xc, yc, logL, delta))
         params = unpack(q_best)
-        W, n_degenerate = _group_resamples(groups, n_boot, seed, [N, D]) if n_boot else (np.empty((0, n)), 0)
+        if resamples is not None:
+            W, n_degenerate = np.asarray(resamples, dtype=float).reshape(-1, n), 0
+        else:
+            W, n_degenerate = group_resamples(groups, n_boot, seed, [N, D]) if n_boot else (np.empty((0, n)), 0)
         Q, settled = _joint_newton(q_best, xc, yc, logL, W, delta, bounds) if len(W) else (W[:, :5], W[:, 0] > 0)
-        draws, n_failed = [], 0
-        for w, q, ok in zip(W, Q, settled):
+        draws, rows, n_failed = [], [], 0
+        for row, (w, q, ok) in enumerate(zip(W, Q, settled)):
             if not ok:  # polish from where Newton stopped; failing that, start afresh around the optimum
                 idx = np.repeat(np.arange(n), w.astype(int))
                 args = (xc[idx], yc[idx], logL[idx], delta)
@@ -760,6 +745,7 @@ def fit_joint_law(
                     q, _, ok = _best_of(_joint_objective, around(q_best), bounds, args)
             if ok:
                 draws.append(unpack(q))
+                rows.append(row)
             else:
                 n_failed += 1
         boot = np.array(draws, dtype=float).reshape(-1, 5)
@@ -768,7 +754,7 @@ def fit_joint_law(
     cis = [_percentile_ci(boot[:, i]) for i in range(5)]
     return JointFit(*params, *cis, r2=_r2(L, pred), residuals=[float(r) for r in L - pred], n_points=n,
                     n_boot=len(boot), converged=converged, boot_params=boot, n_groups=len(np.unique(groups)),
-                    n_failed=n_failed, n_degenerate=n_degenerate, E_fixed=E is not None)
+                    n_failed=n_failed, n_degenerate=n_degenerate, E_fixed=E is not None, boot_rows=np.array(rows, int))
 
 
 # --------------------------------------------------------------------------- comparisons and checks

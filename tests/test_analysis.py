@@ -25,7 +25,8 @@ def fake_run(arch, size, seed, budget, rng):
                       "test_loss": float(loss), "train_loss": float(loss)})
     test = curve[-1]["test_loss"]
     return {"dataset": "toy", "arch": arch, "size": size, "seed": seed, "run": f"{arch}-{size}-s{seed}-t{budget}",
-            "params_non_embedding": int(n), "tokens_seen": budget, "flops": 6 * n * budget, "curve": curve,
+            "params_non_embedding": int(n), "params_total": int(n) + 2000, "flops_per_token": 6 * n,
+            "tokens_seen": budget, "flops": 6 * n * budget, "curve": curve,
             "test_loss": float(test), "test_bpc": float(test / np.log(2)), "val_loss": float(test),
             "data_fingerprint": "toy-data", "config": {"lr": 1e-3}}
 
@@ -34,7 +35,7 @@ def fake_run(arch, size, seed, budget, rng):
 def toy_workdir(tmp_path):
     rng = np.random.default_rng(0)
     runs = [fake_run(a, s, 0, 10**6, rng) for a in TRUE for s in SIZES]
-    runs += [fake_run(a, s, 1, 10**6, rng) for a in TRUE for s in ("micro", "tiny", "small")]
+    runs += [fake_run(a, s, k, 10**6, rng) for a in TRUE for s in ("micro", "tiny", "small", "xl") for k in (1, 2)]
     wd = Workdir(tmp_path)
     write_json(wd.sweep_results("toy"), {"runs": runs})
     write_json(wd.tokens_meta("toy"), {"vocab_size": 40, "entropy_rate": {"test": 1.25}, "fingerprint": "toy-data"})
@@ -44,27 +45,45 @@ def toy_workdir(tmp_path):
 def test_analysis_writes_the_contract_and_recovers_the_law(toy_workdir):
     results = analysis.analyze(toy_workdir.root, n_boot=200, seed=0)
     saved = read_json(toy_workdir.experiment_results)
-    assert len(saved["runs"]) == len(results["runs"]) == 6 * 2 + 3 * 2
+    assert len(saved["runs"]) == len(results["runs"]) == 6 * 2 + 4 * 2 * 2
     toy = saved["datasets"]["toy"]
     assert toy["entropy_rate"] == 1.25 and [b["D"] for b in toy["budgets"]["lstm"]] == [10**6] * 6
     for arch, (_a, alpha, c) in TRUE.items():
-        fit = toy["fits"][arch]
-        for key in ("a", "alpha", "c", "a_ci", "alpha_ci", "c_ci", "r2", "extrapolation_rel_error"):
-            assert key in fit, key
-        # at a fixed budget the data term is a constant that the fit absorbs into c
-        c_eff = c + 40.0 * 1e6 ** -0.35
-        assert fit["alpha_ci"][0] <= alpha <= fit["alpha_ci"][1]
-        assert fit["c"] == pytest.approx(c_eff, abs=0.05)
-        assert fit["r2"] > 0.99 and fit["extrapolation_rel_error"] < 0.02
-        joint = toy["joint"][arch]  # every branch of every run: 5 points per run
-        assert len(joint["points"]["D"]) == 5 * (6 + 3) and joint["beta"] == pytest.approx(0.35, abs=0.1)
-        # what the last doubling of D bought, from the law: 40 (5e5^-0.35 - 1e6^-0.35)
-        gain = toy["last_doubling_gain"][arch]["xl"]
+        joint = toy["joint"][arch]  # every branch of every run: 5 points per run, resampled by run
+        assert len(joint["points"]["D"]) == 5 * 14 and joint["n_groups"] == 14
+        for key, true in (("alpha", alpha), ("beta", 0.35), ("E", c)):
+            assert joint[f"{key}_ci"][0] <= true <= joint[f"{key}_ci"][1], (arch, key)
+        assert joint["n_boot"] + joint["n_failed"] == 200 and joint["common_D"] == 10**6
+        assert joint["optimal_exponents"]["a"] == pytest.approx(0.35 / (alpha + 0.35), abs=0.1)
+        # C = 6 N D exactly here, so the numerical exponent with "own" FLOPs is the closed form
+        assert joint["optimal_exponents"]["a_own_flops"] == pytest.approx(joint["optimal_exponents"]["a"], abs=0.02)
+        infinite = {row["size"]: row["L"] for row in joint["loss_at_infinite_D"]}
+        assert infinite["xl"] == pytest.approx(c + TRUE[arch][0] * SIZES["xl"] ** -alpha, abs=0.02)
+        # held out: N >= 10x the fitted sizes (micro..small -> xl) and D = 4x the longest fitted branch
+        for axis, fitted, held in (("N", 3, [SIZES["xl"]]), ("D", 3, [10**6])):
+            h = toy["holdout"][arch][axis]
+            assert len(h["fitted"]) == fitted and h["held_out"] == held
+            assert h["extrapolation"] >= {"N": 10, "D": 4}[axis]
+            assert h["law_better"] and h["law_error"] < min(h["flat_error"], h["loglinear_error"])
+            assert h["seed_sd"] is not None and h["n_seeds"] == 3
+        truth = toy["ground_truth"][arch]
+        assert truth["H"] == 1.25 and truth["fixed_floor"]["E_fixed"]
+        assert [row["variant"] for row in toy["sensitivity"][arch]][1:] == [
+            "total parameters (embeddings included)", "Huber δ = 0.01", "Huber δ = 0.1", "without the smallest size"]
+        single = toy["single_budget"][arch]  # at the common D, the data term is a constant absorbed into c
+        assert single["D"] == 10**6 and single["c"] == pytest.approx(c + 40.0 * 1e6 ** -0.35, abs=0.05)
+        gain = toy["last_doubling_gain"][arch]["xl"]  # what the last doubling of D bought: from the law
         assert gain == pytest.approx(40 * (5e5 ** -0.35 - 1e6 ** -0.35), abs=0.01)
         assert "alpha" in toy["compute"][arch] and len(toy["compute"][arch]["frontier_flops"]) >= 3
     # every toy loss is above H* = 1.25: nothing flagged
     assert toy["below_floor"] == []
-    assert toy["comparison"]["largest"]["better"] in TRUE
+    gap = {row["where"]: row for row in toy["architecture_gap"]["rows"]}
+    assert set(gap) == {"smallest N", "largest N", "smallest common C", "largest common C"}
+    for where in ("smallest N", "largest N"):  # the toy Transformer is lower at every N
+        n = gap[where]["at"]
+        true = (1.2 + 6.0 * n ** -0.3) - (1.3 + 5.0 * n ** -0.25)
+        assert gap[where]["ci"][0] <= true <= gap[where]["ci"][1] < 0
+        assert gap[where]["verdict"].startswith("the transformer is lower")
 
 
 def test_losses_below_the_exact_entropy_rate_are_flagged(toy_workdir):
@@ -77,16 +96,21 @@ def test_losses_below_the_exact_entropy_rate_are_flagged(toy_workdir):
 
 
 def test_figures_and_tables_render(toy_workdir, tmp_path):
-    results = analysis.analyze(toy_workdir.root, n_boot=50)
+    results = analysis.analyze(toy_workdir.root, n_boot=50, workers=1)
     for make in (plots.scaling_laws, plots.architecture_comparison, plots.training_curves, plots.compute_frontier,
-                 plots.joint_law):
+                 plots.joint_law, plots.holdout):
         plots.save(make(results), tmp_path / f"{make.__name__}.png")
         assert (tmp_path / f"{make.__name__}.png").stat().st_size > 10_000
-    table = analysis.fits_table(results).data
-    assert len(table.splitlines()) == 2 + 2 and "toy" in table  # header, rule, one row per architecture
+    for table, rows in ((analysis.joint_table, 2), (analysis.holdout_table, 4), (analysis.ground_truth_table, 2),
+                        (analysis.gap_table, 4), (analysis.sensitivity_table, 10), (analysis.single_budget_table, 2),
+                        (analysis.compute_table, 2)):
+        text = table(results).data
+        assert len(text.splitlines()) == 2 + rows and "toy" in text, table.__name__  # header, rule, rows
     values = analysis.findings(results)
-    assert values["toy_transformer_alpha"] == results["datasets"]["toy"]["fits"]["transformer"]["alpha"]
-    assert "power law holds" in values["toy_transformer_law_verdict"]
+    assert values["toy_transformer_joint_alpha"] == results["datasets"]["toy"]["joint"]["transformer"]["alpha"]
+    assert values["toy_transformer_holdout_N_verdict"].startswith("the law predicts better")
+    assert values["toy_gap_largest_N"].startswith("the transformer is lower")
+    assert values["toy_transformer_gt_covers"] in ("covers", "does not cover")
 
 
 def test_missing_sweep_names_the_notebook(tmp_path):

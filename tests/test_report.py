@@ -6,7 +6,8 @@ import re
 from musicscale.pipeline import STAGES
 from musicscale.workdir import Workdir, read_json
 
-SEED_OUTPUTS = ("scaling_laws.png", "architecture_comparison.png", "training_curves.png", "experiment_results.json")
+SEED_OUTPUTS = ("scaling_laws.png", "architecture_comparison.png", "training_curves.png", "holdout.png",
+                "experiment_results.json")
 
 
 def test_book_has_every_page_with_computed_findings(smoke_report):
@@ -19,8 +20,8 @@ def test_book_has_every_page_with_computed_findings(smoke_report):
         assert "parameter" in page
     results = read_json(Workdir(root / "work").experiment_results)
     findings = re.sub(r"<[^>]+>", "", (html / "book" / "findings.html").read_text())  # the text, without tags
-    assert f"{len(results['runs'])} main runs in all" in findings
-    alpha = results["datasets"]["music21"]["fits"]["transformer"]["alpha"]
+    assert f"{len(results['runs'])} runs in all" in findings
+    alpha = results["datasets"]["music21"]["joint"]["transformer"]["alpha"]
     assert f"α = {alpha:.3f}" in findings
     assert "{glue" not in findings
     assert len(list((html / "_images").glob("*.png"))) >= 6  # the analysis figures and the validity figure
@@ -35,7 +36,8 @@ def test_run_folder_holds_the_seed_outputs_and_the_gallery(smoke_report):
     synthetic = results["datasets"]["synthetic"]
     assert synthetic["entropy_rate"] > 0 and synthetic["below_floor"] == []
     for arch in ("transformer", "lstm"):
-        assert {"a", "alpha", "c", "alpha_ci", "r2", "extrapolation_rel_error"} <= set(synthetic["fits"][arch])
+        assert {"E", "alpha", "beta", "alpha_ci", "r2", "n_boot", "n_failed"} <= set(synthetic["joint"][arch])
+        assert set(synthetic["holdout"][arch]) == {"N", "D"} and "fixed_floor" in synthetic["ground_truth"][arch]
     gallery = (root / "_build" / "html" / "book" / "stages" / "05_generate.html").read_text()
     assert "<svg" in gallery and "data:audio/ogg;base64," in gallery and "audio/wav" not in gallery
 

@@ -1,0 +1,204 @@
+"""Held-out checks of the joint law: fitted on one end of the study, does it predict the other end better
+than guesses that need no law?
+
+A law with five free parameters fits a few dozen smooth points almost whatever they are, so the evidence
+that matters is out of sample. Two checks, each on whole runs:
+
+- **in N**: fit ``L(N, D)`` on the sizes at or below ``N_max / factor`` and predict, at the same ``D``, every
+  size at least ``factor`` times larger than the largest fitted one;
+- **in D**: fit on each run's branches at or below ``D_max / factor`` of that run and predict its branches at
+  least ``factor`` times longer than its longest fitted one.
+
+Each prediction sits beside two baselines: *no further improvement* (the loss of the largest fitted size,
+or longest fitted branch, at the same ``D``, or ``N``) and *a straight line in log-log* through the two
+largest fitted sizes (or longest fitted branches). Errors are mean absolute errors in nats/char over the
+held-out ``(N, D)`` points, each the mean over its seeds; the seed-to-seed standard deviation there says
+how small an error can get. The law's *advantage* is the better baseline's error minus the law's. Its
+95% interval comes from a bootstrap that resamples the fitted runs (refitting the law and recomputing
+both baselines on each resample) and the seeds of each held-out size; the verdict follows that interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import scaling
+
+AXES = {"N": "D", "D": "N"}  # the axis extrapolated along -> the one held equal
+
+
+@dataclass
+class Points:
+    """End-of-cooldown points: parameters N, tokens D, loss L, and the run each belongs to."""
+
+    N: np.ndarray
+    D: np.ndarray
+    L: np.ndarray
+    run: np.ndarray
+
+    @classmethod
+    def from_records(cls, records: Sequence[dict], loss: str = "test_loss") -> Points:
+        """From :func:`musicscale.analysis.cooldown_points` records (keys N, D, run and ``loss``)."""
+        return cls(np.array([r["N"] for r in records], dtype=float), np.array([r["D"] for r in records], dtype=float),
+                   np.array([r[loss] for r in records], dtype=float), np.array([r["run"] for r in records]))
+
+    def __getitem__(self, mask: np.ndarray) -> Points:
+        return Points(self.N[mask], self.D[mask], self.L[mask], self.run[mask])
+
+    def __len__(self) -> int:
+        return len(self.L)
+
+
+def split(points: Points, axis: str, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the fitted and the held-out points for an extrapolation of at least ``factor`` along ``axis``.
+
+    Raises ValueError, saying what is missing, when fewer than 3 sizes (or branch lengths) can be fitted or
+    nothing lies ``factor`` beyond them."""
+    if axis not in AXES:
+        raise ValueError(f"axis must be 'N' or 'D', got {axis!r}")
+    if axis == "N":
+        sizes = np.unique(points.N)
+        fitted = sizes[sizes <= sizes.max() / factor]
+        if len(fitted) < 3:
+            raise ValueError(f"needs 3 sizes at or below N_max/{factor:g} = {sizes.max() / factor:,.0f}; "
+                             f"the study has {len(fitted)} (sizes: {', '.join(f'{n:,.0f}' for n in sizes)})")
+        fit = points.N <= fitted.max()
+        held = points.N >= factor * fitted.max()
+    else:
+        longest = {r: points.D[points.run == r].max() for r in np.unique(points.run)}
+        d_max = np.array([longest[r] for r in points.run])
+        fit = points.D <= d_max / factor
+        last_fitted = {r: points.D[(points.run == r) & fit].max(initial=0.0) for r in longest}
+        held = np.array([d >= factor * last_fitted[r] > 0 for d, r in zip(points.D, points.run)])
+        if len(np.unique(points.D[fit])) < 3 or len(np.unique(points.N[fit])) < 3:
+            raise ValueError(f"needs 3 branch lengths and 3 sizes at or below D_max/{factor:g} of their runs; "
+                             f"the study has {len(np.unique(points.D[fit]))} lengths and "
+                             f"{len(np.unique(points.N[fit]))} sizes there (more branches per run would help)")
+    if not held.any():
+        raise ValueError(f"nothing lies {factor:g}x beyond the fitted {'sizes' if axis == 'N' else 'branches'}")
+    return fit, held
+
+
+def _seed_means(points: Points, weights: np.ndarray) -> dict[tuple[float, float], float]:
+    """The weighted mean loss at each (N, D) (weights: how often each point's run was drawn)."""
+    out: dict[tuple[float, float], list[float]] = {}
+    for n, d, loss, w in zip(points.N, points.D, points.L, weights):
+        if w > 0:
+            acc = out.setdefault((n, d), [0.0, 0.0])
+            acc[0] += w * loss
+            acc[1] += w
+    return {k: s / w for k, (s, w) in out.items()}
+
+
+def baselines(fitted: Points, weights: np.ndarray, targets: Sequence[tuple[float, float]],
+              axis: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per target (N, D): the "no further improvement" and the "straight line in log-log" predictions from the
+    fitted points (NaN where fewer than 2 fitted points share the target's other coordinate)."""
+    means = _seed_means(fitted, weights)
+    along = 0 if axis == "N" else 1
+    flat, line = [], []
+    for target in targets:
+        refs = sorted((k[along], v) for k, v in means.items() if k[1 - along] == target[1 - along]
+                      and k[along] < target[along])
+        if len(refs) < 2:
+            flat.append(math.nan)
+            line.append(math.nan)
+            continue
+        (z1, l1), (z2, l2) = refs[-2:]
+        slope = (math.log(l2) - math.log(l1)) / (math.log(z2) - math.log(z1))
+        flat.append(l2)
+        line.append(math.exp(math.log(l2) + slope * (math.log(target[along]) - math.log(z2))))
+    return np.array(flat), np.array(line)
+
+
+def _stratified_seeds(held: Points, rng: np.random.Generator) -> np.ndarray:
+    """Multiplicities of the held-out runs when each held-out size's seeds are resampled among themselves."""
+    runs_by_size: dict[float, list] = {}
+    for run, n in dict(zip(held.run, held.N)).items():
+        runs_by_size.setdefault(n, []).append(run)
+    counts = {}
+    for runs in runs_by_size.values():
+        picks = rng.integers(0, len(runs), len(runs))
+        for i, r in enumerate(runs):
+            counts[r] = int(np.sum(picks == i))
+    return np.array([counts[r] for r in held.run], dtype=float)
+
+
+def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: int = 0,
+          delta: float = 1e-3, start: scaling.JointFit | None = None) -> dict:
+    """The held-out check along ``axis`` (see the module docstring); a dict for ``experiment_results.json``."""
+    fit_mask, held_mask = split(points, axis, factor)
+    fitted, held = points[fit_mask], points[held_mask]
+    ones = np.ones(len(fitted))
+    observed = _seed_means(held, np.ones(len(held)))
+    all_targets = sorted(observed)
+    flat, line = baselines(fitted, ones, all_targets, axis)
+    keep = np.isfinite(flat)
+    targets = [t for t, k in zip(all_targets, keep) if k]
+    if not targets:
+        raise ValueError(f"no held-out point shares its {AXES[axis]} with two fitted "
+                         f"{'sizes' if axis == 'N' else 'branches'}, so the baselines are undefined")
+    flat, line = flat[keep], line[keep]
+    obs = np.array([observed[t] for t in targets])
+    tN, tD = (np.array([t[i] for t in targets]) for i in (0, 1))
+
+    W, degenerate = scaling.group_resamples(fitted.run, n_boot, seed, [fitted.N, fitted.D])
+    law = scaling.fit_joint_law(fitted.N, fitted.D, fitted.L, groups=fitted.run, delta=delta, start=start,
+                                resamples=W)
+    pred = law.predict(tN, tD)
+    errors = {"law": float(np.mean(np.abs(pred - obs))), "flat": float(np.mean(np.abs(flat - obs))),
+              "loglinear": float(np.mean(np.abs(line - obs)))}
+    advantage = min(errors["flat"], errors["loglinear"]) - errors["law"]
+
+    rng = np.random.default_rng(seed + 1)
+    draws = []
+    for params, row in zip(law.boot_params, law.boot_rows):
+        b_flat, b_line = baselines(fitted, W[row], targets, axis)
+        b_obs_map = _seed_means(held, _stratified_seeds(held, rng))
+        b_obs = np.array([b_obs_map[t] for t in targets])
+        if not (np.all(np.isfinite(b_flat)) and np.all(np.isfinite(b_line))):
+            continue  # a resample without two fitted sizes (branches) below some target
+        b_law = np.mean(np.abs(scaling.joint_law(params, tN, tD) - b_obs))
+        draws.append(min(np.mean(np.abs(b_flat - b_obs)), np.mean(np.abs(b_line - b_obs))) - b_law)
+    lo, hi = scaling._percentile_ci(np.array(draws))
+
+    sds = [float(np.std(held.L[(held.N == n) & (held.D == d)], ddof=1))
+           for n, d in targets if np.sum((held.N == n) & (held.D == d)) > 1]
+    along = fitted.N if axis == "N" else fitted.D
+    reach = (min(tN) / fitted.N.max() if axis == "N" else
+             min(d / fitted.D[fitted.run == r].max() for d, r in zip(held.D, held.run)))
+    return {
+        "axis": axis, "factor": factor, "extrapolation": float(reach),
+        "fitted": sorted({float(v) for v in along}), "held_out": sorted({float(t[0 if axis == "N" else 1])
+                                                                           for t in targets}),
+        "n_fit_points": len(fitted), "n_fit_runs": len(np.unique(fitted.run)), "n_targets": len(targets),
+        "n_skipped_targets": int(np.sum(~keep)),
+        "targets": [{"N": float(n), "D": float(d), "observed": float(o), "law": float(p), "flat": float(f),
+                     "loglinear": float(g)} for n, d, o, p, f, g in zip(tN, tD, obs, pred, flat, line)],
+        "law": {k: scaling._json_float(v) for k, v in zip(("E", "A", "alpha", "B", "beta"), law.params)},
+        "law_error": errors["law"], "flat_error": errors["flat"], "loglinear_error": errors["loglinear"],
+        "seed_sd": float(np.mean(sds)) if sds else None, "n_seeds": int(max(
+            len(np.unique(held.run[(held.N == n) & (held.D == d)])) for n, d in targets)),
+        "advantage": float(advantage), "advantage_ci": [scaling._json_float(lo), scaling._json_float(hi)],
+        "n_boot": len(draws), "n_failed": law.n_failed, "n_degenerate": degenerate,
+        "verdict": verdict(advantage, (lo, hi)), "law_better": bool(lo > 0) if math.isfinite(lo) else None,
+    }
+
+
+def verdict(advantage: float, ci: tuple[float, float]) -> str:
+    """What the interval on the law's advantage over the better baseline says, in words."""
+    lo, hi = ci
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"the law's advantage over the better baseline is {advantage:+.3f} nats/char (no interval)"
+    if lo > 0:
+        return (f"the law predicts better than both baselines, by {advantage:.3f} nats/char "
+                f"(95% interval {lo:.3f} to {hi:.3f})")
+    if hi < 0:
+        return (f"it does not: a baseline without a law predicts better, by {-advantage:.3f} nats/char "
+                f"(95% interval {-hi:.3f} to {-lo:.3f})")
+    return (f"it does not beat the better baseline beyond noise: the law's advantage is {advantage:+.3f} "
+            f"nats/char (95% interval {lo:+.3f} to {hi:+.3f})")
