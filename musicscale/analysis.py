@@ -447,7 +447,8 @@ def _rows(results: dict, key: str):
 
 def joint_table(results: dict):
     """The joint law per dataset and architecture: parameters with 95% intervals (bootstrap over runs), the
-    compute-optimal exponent (C = 6ND and own FLOPs), R², and how many bootstrap draws converged."""
+    compute-optimal exponent a of N_opt ∝ C^a (C = 6ND and own FLOPs), R², and how many bootstrap draws
+    converged."""
     from .report import markdown_table
 
     rows = []
@@ -461,7 +462,7 @@ def joint_table(results: dict):
     return markdown_table(rows, [
         ("dataset", "dataset", None), ("arch", "arch", None), ("runs", "runs", None), ("points", "points", None),
         ("E", "E (nats) [95% CI]", None), ("alpha", "α [95% CI]", None), ("beta", "β [95% CI]", None),
-        ("a", "N_opt ∝ C^a, C = 6ND", None), ("a_own", "a, own FLOPs", None), ("r2", "R²", ".4f"),
+        ("a", "a (C = 6ND)", None), ("a_own", "a (own FLOPs)", None), ("r2", "R²", ".4f"),
         ("draws", "bootstrap draws", None)])
 
 
@@ -475,7 +476,7 @@ def holdout_table(results: dict):
         for axis, h in checks.items():
             name = f"in {axis}, ≥{h['factor']:g}×"
             if "error" in h:
-                rows.append({"dataset": d, "arch": arch, "check": name, "advantage": f"not run: {h['error']}"})
+                rows.append({"dataset": d, "arch": arch, "check": name, "what": f"not run: {h['error']}"})
                 continue
             held = ", ".join(f"{n:,.0f}" for n in h["held_out"])
             what = (f"{len(h['fitted'])} sizes ≤ {max(h['fitted']):,.0f} → {held}" if axis == "N"
@@ -584,7 +585,7 @@ def findings(results: dict) -> dict[str, object]:
             values[f"{p}_joint_draws"], values[f"{p}_joint_failed"] = j.get("n_boot"), j.get("n_failed")
             for axis, h in ds.get("holdout", {}).get(arch, {}).items():
                 q = f"{p}_holdout_{axis}"
-                values[f"{q}_verdict"] = h.get("verdict") or f"the check could not run: {h.get('error')}"
+                values[f"{q}_summary"] = holdout_summary(h)
                 for key in ("law_error", "flat_error", "loglinear_error", "seed_sd", "extrapolation"):
                     values[f"{q}_{key}"] = h.get(key)
             runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch]
@@ -614,6 +615,15 @@ def findings(results: dict) -> dict[str, object]:
     return values
 
 
+def holdout_summary(h: dict) -> str:
+    """One held-out check in a sentence: the errors, the seed spread and the verdict, or why it did not run."""
+    if "error" in h:
+        return f"could not run ({h['error']})"
+    sd = "one seed only" if h["seed_sd"] is None else f"{h['seed_sd']:.4f}"
+    return (f"the law errs by {h['law_error']:.4f} nats/char, the baselines by {h['flat_error']:.4f} (no further "
+            f"improvement) and {h['loglinear_error']:.4f} (log-log line), the seeds differ by {sd}: {h['verdict']}")
+
+
 def glue_findings(results: dict) -> None:
     """Glue every finding (myst-nb) as formatted text, so that the book's prose cites computed values,
     never typed ones; a missing number reads "n/a (...)" with the reason, never "nan"."""
@@ -629,7 +639,9 @@ def _finding_spec(name: str) -> str:
         return ".4f"
     if name.endswith(("tokens_per_param", "_single_D", "_N_min", "_N_max")):
         return ",.0f"
-    if name.endswith(("_pct", "extrapolation")) or name.startswith("holdout_factor"):
+    if name.startswith("holdout_factor"):
+        return "g"
+    if name.endswith(("_pct", "extrapolation")):
         return ".1f"
     if name.startswith("n_") or "_n_" in name or name.endswith(("_draws", "_failed")):
         return "d"

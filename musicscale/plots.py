@@ -112,35 +112,36 @@ def architecture_comparison(results: dict, datasets: Sequence[str] | None = None
 
 
 def holdout(results: dict, datasets: Sequence[str] | None = None) -> Figure:
-    """The held-out checks, one panel per (dataset, check, architecture): the held-out losses (seed means)
-    against what the law fitted without them predicts and what the two baselines guess."""
+    """The held-out checks that ran, one panel each: the held-out losses (seed means) against what the law
+    fitted without them predicts and what the two baselines guess."""
     datasets = list(datasets or results["datasets"])
-    archs = _archs(results, datasets)
-    panels = [(d, axis) for d in datasets for axis in ("N", "D")]
-    fig, axes = plt.subplots(len(panels), len(archs), figsize=(6 * len(archs), 3.6 * len(panels)), squeeze=False)
-    for i, (d, axis) in enumerate(panels):
-        for j, arch in enumerate(archs):
-            ax = axes[i][j]
-            h = results["datasets"][d].get("holdout", {}).get(arch, {}).get(axis)
-            if not h or "error" in h:
-                ax.set_title(f"{d}: {arch}, in {axis}: not run", fontsize=9)
-                ax.text(0.5, 0.5, (h or {}).get("error", "no joint fit"), ha="center", va="center", wrap=True,
-                        fontsize=8, transform=ax.transAxes)
-                ax.set_axis_off()
-                continue
-            t = h["targets"]
-            x = [p["D"] for p in t] if axis == "N" else [p["N"] for p in t]
-            ax.scatter(x, [p["observed"] for p in t], color="black", zorder=4, label="held out (seed mean)")
-            ax.plot(x, [p["law"] for p in t], "o-", color=COLORS[arch], label=f"law: error {h['law_error']:.3f}")
-            ax.plot(x, [p["flat"] for p in t], "s--", color="gray", markersize=4,
-                    label=f"no further improvement: {h['flat_error']:.3f}")
-            ax.plot(x, [p["loglinear"] for p in t], "^:", color="gray", markersize=4,
-                    label=f"log-log line: {h['loglinear_error']:.3f}")
-            _floor(ax, results, d)
-            what = f"N ≥ {h['factor']:g}× the fitted sizes" if axis == "N" else f"D ≥ {h['factor']:g}× the branches"
-            ax.set(xscale="log", xlabel="D (tokens)" if axis == "N" else "N (non-embedding parameters)",
-                   ylabel="test loss (nats/char)", title=f"{d}: {arch}, held out: {what}")
-            ax.legend(fontsize=7)
+    ran = [(d, axis, arch, h) for d in datasets for axis in ("N", "D") for arch in _archs(results, datasets)
+           if "error" not in (h := results["datasets"][d].get("holdout", {}).get(arch, {}).get(axis, {"error": ""}))]
+    if not ran:
+        fig, ax = plt.subplots(figsize=(8, 1.2))
+        ax.text(0.5, 0.5, "No held-out check could run in this build (the table below says why).", ha="center",
+                va="center", fontsize=11, transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    cols = min(2, len(ran))
+    rows = -(-len(ran) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(ran):]:
+        ax.set_axis_off()
+    for ax, (d, axis, arch, h) in zip(axes.flat, ran):
+        t = h["targets"]
+        x = [p["D"] for p in t] if axis == "N" else [p["N"] for p in t]
+        ax.scatter(x, [p["observed"] for p in t], color="black", zorder=4, label="held out (seed mean)")
+        ax.plot(x, [p["law"] for p in t], "o-", color=COLORS[arch], label=f"law: error {h['law_error']:.3f}")
+        ax.plot(x, [p["flat"] for p in t], "s--", color="gray", markersize=4,
+                label=f"no further improvement: {h['flat_error']:.3f}")
+        ax.plot(x, [p["loglinear"] for p in t], "^:", color="gray", markersize=4,
+                label=f"log-log line: {h['loglinear_error']:.3f}")
+        _floor(ax, results, d)
+        what = f"N ≥ {h['factor']:g}× the fitted sizes" if axis == "N" else f"D ≥ {h['factor']:g}× the branches"
+        ax.set(xscale="log", xlabel="D (tokens)" if axis == "N" else "N (non-embedding parameters)",
+               ylabel="test loss (nats/char)", title=f"{d}: {arch}, held out: {what}")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
