@@ -283,7 +283,7 @@ def analyze_architecture(runs: Sequence[dict], *, entropy_rate: float | None, n_
         out["sensitivity"] = sensitivity(fit, records)
         if entropy_rate is not None:
             out["ground_truth"] = ground_truth(fit, points, entropy_rate, n_boot=n_check, seed=seed)
-    out["single_budget"] = single_budget_fit(runs, common_tokens(runs), n_boot=n_check, seed=seed)
+    out["single_budget"] = single_budget_fit(runs, common_tokens(runs), n_boot=max(20, n_boot // 10), seed=seed)
     curves = compute_points(runs)
     C_f, L_f = scaling.compute_frontier(np.concatenate([c for c, _ in curves]), np.concatenate([v for _, v in curves]))
     entry: dict = {"frontier_flops": C_f.tolist(), "frontier_loss": L_f.tolist()}

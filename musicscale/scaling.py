@@ -90,6 +90,17 @@ def _best_of(
     return best_p, best_f, ok
 
 
+def _refit(fun: Callable, starts: list[np.ndarray], bounds: Bounds, args: tuple) -> tuple[np.ndarray, float, bool]:
+    """Run L-BFGS-B from each start in turn and return the first optimum that settles (a bootstrap refit or a
+    warm start, whose first start is already near the answer: the others are only a fallback)."""
+    p, f, ok = np.full(len(bounds), np.nan), math.inf, False
+    for p0 in starts:
+        p, f, ok = _best_of(fun, [p0], bounds, args)
+        if ok:
+            break
+    return p, f, ok
+
+
 def _settle(fun: Callable, p: np.ndarray, f: float, bounds: Bounds, args: tuple) -> tuple[np.ndarray, float, bool]:
     """Whether ``p`` is a minimum, judged in a way that does not depend on the objective's scale.
 
@@ -312,7 +323,7 @@ def fit_power_law(
         starts = [p_best] + [
             _pl_start(min(alpha * s, ALPHA_MAX), c_best, xc[idx], L[idx]) for s in (0.5, 2.0)
         ]
-        p, _, ok = _best_of(_pl_objective, starts, _pl_bounds(L[idx], c_max), (xc[idx], logL[idx], delta))
+        p, _, ok = _refit(_pl_objective, starts, _pl_bounds(L[idx], c_max), (xc[idx], logL[idx], delta))
         return unpack(p) if ok else None
 
     if warm is None:
@@ -324,7 +335,8 @@ def fit_power_law(
                      [b[1] if b[1] is not None else np.inf for b in bounds])
         starts = [p0] + [_pl_start(min(alpha0 * f, ALPHA_MAX), max(c0, 1e-12), xc, L) for f in (0.5, 2.0)]
     with _single_threaded_blas():
-        p_best, _, converged = _best_of(_pl_objective, starts, bounds, (xc, logL, delta))
+        search = _best_of if warm is None else _refit
+        p_best, _, converged = search(_pl_objective, starts, bounds, (xc, logL, delta))
         a, alpha, c = unpack(p_best)
         boot, n_failed, n_degenerate = _bootstrap([N], n_boot, seed, refit, n_params=3)
 
@@ -558,16 +570,18 @@ def _joint_newton_terms(Q: np.ndarray, xc: np.ndarray, yc: np.ndarray, logL: np.
     if not hessian:
         return F
     psi = W * np.clip(r / delta, -1.0, 1.0)
-    zero, one = np.zeros_like(u), np.ones_like(u)
     dm = np.stack([wu, wv, we, -wu * xc, -wv * yc], -1)  # d m / d q, (B, n, 5)
     G = -np.einsum("bn,bni->bi", psi, dm)
-    # d2m/dq2 = sum over the three terms s of w_s (ds/dq)(ds/dq)^T - dm dm^T
-    su = np.stack([one, zero, zero, -xc * one, zero], -1)
-    sv = np.stack([zero, one, zero, zero, -yc * one], -1)
-    d2m = (np.einsum("bn,bni,bnj->bnij", wu, su, su) + np.einsum("bn,bni,bnj->bnij", wv, sv, sv)
-           - np.einsum("bni,bnj->bnij", dm, dm))
-    d2m[..., 2, 2] += we
-    H = np.einsum("bn,bni,bnj->bij", W * inside / delta, dm, dm) - np.einsum("bn,bnij->bij", psi, d2m)
+    # d2h/dq2 = h'' dm dm^T - psi d2m, with d2m = sum over the terms s of w_s (ds/dq)(ds/dq)^T - dm dm^T;
+    # ds/dq of u = la - alpha x has entries 1 (la) and -x (alpha), of v likewise, of le a single 1
+    H = np.matmul((dm * (W * inside / delta + psi)[..., None]).transpose(0, 2, 1), dm)
+    pu, pv = psi * wu, psi * wv
+    for (i, j), value in (((0, 0), pu.sum(1)), ((0, 3), -(pu * xc).sum(1)), ((3, 3), (pu * xc * xc).sum(1)),
+                          ((1, 1), pv.sum(1)), ((1, 4), -(pv * yc).sum(1)), ((4, 4), (pv * yc * yc).sum(1)),
+                          ((2, 2), (psi * we).sum(1))):
+        H[:, i, j] -= value
+        if i != j:
+            H[:, j, i] -= value
     return F, G, H
 
 
@@ -740,9 +754,7 @@ def fit_joint_law(
             if not ok:  # polish from where Newton stopped; failing that, start afresh around the optimum
                 idx = np.repeat(np.arange(n), w.astype(int))
                 args = (xc[idx], yc[idx], logL[idx], delta)
-                q, _, ok = _best_of(_joint_objective, [q], bounds, args)
-                if not ok:
-                    q, _, ok = _best_of(_joint_objective, around(q_best), bounds, args)
+                q, _, ok = _refit(_joint_objective, [q] + around(q_best), bounds, args)
             if ok:
                 draws.append(unpack(q))
                 rows.append(row)
