@@ -18,6 +18,9 @@ Every size is timed in one process, one thread, with its variants interleaved an
   kernels over K times the tokens, plus per-member parameters), so its ratio to ``solo`` bounds what any
   grouped implementation can gain at this shape.
 
+Each grouped variant is also run once against its members alone on the same batches: the largest difference
+of the logits, the losses and the gradients (0 where they agree to the last bit).
+
 Throughput counts the tokens of all members: K runs of D tokens in one group take as long as one run of
 K x D tokens at that rate, so ``x solo`` is the factor by which grouping would speed up the runs it holds.
 Numbers depend on the machine and on what else runs on it; compare rows of one invocation.
