@@ -150,9 +150,11 @@ def _interval(values: np.ndarray) -> list[float | None]:
 
 def fit_joint(points: holdout.Points, *, n_boot: int, seed: int, delta: float = 1e-3,
               start: scaling.JointFit | None = None) -> scaling.JointFit:
-    """The joint law on every end-of-cooldown point, the bootstrap resampling whole runs."""
-    return scaling.fit_joint_law(points.N, points.D, points.L, groups=points.run, n_boot=n_boot, seed=seed,
-                                 delta=delta, start=start)
+    """The joint law on every end-of-cooldown point. The bootstrap resamples whole runs within each size:
+    the sizes are the study's design, the seeds its randomness, so a resample is the study rerun with seeds
+    drawn again (a size trained at one seed adds no resampling variation, which the report says)."""
+    return scaling.fit_joint_law(points.N, points.D, points.L, groups=points.run, strata=points.N, n_boot=n_boot,
+                                 seed=seed, delta=delta, start=start)
 
 
 def joint_summary(fit: scaling.JointFit, runs: Sequence[dict], records: Sequence[dict]) -> dict:
@@ -213,8 +215,8 @@ def ground_truth(fit: scaling.JointFit, points: holdout.Points, entropy_rate: fl
     covers = bool(lo <= entropy_rate <= hi) if math.isfinite(lo) else None
     out = {"H": entropy_rate, "E": fit.E, "E_ci": [scaling._json_float(lo), scaling._json_float(hi)],
            "E_rel_error": (fit.E - entropy_rate) / entropy_rate, "covers": covers}
-    excess = scaling.fit_joint_law(points.N, points.D, points.L, groups=points.run, E=entropy_rate,
-                                   n_boot=n_boot, seed=seed, start=fit)
+    excess = scaling.fit_joint_law(points.N, points.D, points.L, groups=points.run, strata=points.N,
+                                   E=entropy_rate, n_boot=n_boot, seed=seed, start=fit)
     out["fixed_floor"] = {k: v for k, v in excess.to_dict().items() if k not in ("residuals",)}
     return out
 

@@ -14,8 +14,8 @@ or longest fitted branch, at the same ``D``, or ``N``) and *a straight line in l
 largest fitted sizes (or longest fitted branches). Errors are mean absolute errors in nats/char over the
 held-out ``(N, D)`` points, each the mean over its seeds; the seed-to-seed standard deviation there says
 how small an error can get. The law's *advantage* is the better baseline's error minus the law's. Its
-95% interval comes from a bootstrap that resamples the fitted runs (refitting the law and recomputing
-both baselines on each resample) and the seeds of each held-out size; the verdict follows that interval.
+95% interval comes from a bootstrap that redraws the seeds of every size, fitted (refitting the law and
+recomputing both baselines on each resample) and held out; the verdict follows that interval.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
     obs = np.array([observed[t] for t in targets])
     tN, tD = (np.array([t[i] for t in targets]) for i in (0, 1))
 
-    W, degenerate = scaling.group_resamples(fitted.run, n_boot, seed, [fitted.N, fitted.D])
+    W, degenerate = scaling.group_resamples(fitted.run, n_boot, seed, [fitted.N, fitted.D], strata=fitted.N)
     law = scaling.fit_joint_law(fitted.N, fitted.D, fitted.L, groups=fitted.run, delta=delta, start=start,
                                 resamples=W)
     pred = law.predict(tN, tD)

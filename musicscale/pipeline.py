@@ -29,12 +29,13 @@ PROFILES: dict[str, dict[str, dict]] = {
     "default": {
         "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_tunes": 4000},
         "03_train": {
-            # the four sizes up to tiny span the fit of the held-out check in N; medium lies >= 10x beyond them
+            # the four sizes up to tiny span the fit of the held-out check in N; medium lies >= 10x beyond them.
+            # Three seeds of every size: the bootstrap redraws the seeds of each size.
             "sizes": ["nano", "micro", "mini", "tiny", "small", "medium"],
             "context_length": 256, "batch_size": 16, "n_branches": 6,
             "tokens_per_param": 30, "min_steps": 256, "max_steps": 1024,
             "lr_factors": [0.25, 0.5, 1.0, 2.0, 4.0], "lr_probe_branches": 3,
-            "extra_seeds": 2, "extra_seed_sizes": ["nano", "micro", "mini", "tiny", "medium"],
+            "extra_seeds": 2, "extra_seed_sizes": ["nano", "micro", "mini", "tiny", "small", "medium"],
             "schedule_check": {"dataset": "synthetic", "arch": "transformer", "size": "tiny", "seeds": 3,
                                "points": 2},
             "eval_tokens": 65_536, "n_workers": 2,

@@ -645,16 +645,31 @@ def _joint_grid(L: np.ndarray, E: float | None = None) -> list[np.ndarray]:
     return starts
 
 
-def group_resamples(groups: Any, n_boot: int, seed: int, keys: Sequence[np.ndarray]) -> tuple[np.ndarray, int]:
+def group_resamples(groups: Any, n_boot: int, seed: int, keys: Sequence[np.ndarray],
+                    strata: Any = None) -> tuple[np.ndarray, int]:
     """Multiplicities (n_boot, n_points) of bootstrap resamples of whole groups (runs), and how many resamples
-    were skipped for having fewer than 3 distinct values of a key (at most 3 * n_boot are drawn)."""
+    were skipped for having fewer than 3 distinct values of a key (at most 3 * n_boot are drawn).
+
+    With ``strata`` (a label per point, e.g. its N), groups are resampled within each stratum: every size of a
+    designed grid stays in every resample, and only its seeds are drawn again, as a rerun of the study with
+    new seeds would do. A stratum with one group then contributes no resampling variation."""
     labels, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    if strata is None:
+        cells = [np.arange(len(labels))]
+    else:
+        stratum_of = dict(zip(inverse, np.asarray(strata)))
+        by_stratum: dict = {}
+        for g in range(len(labels)):
+            by_stratum.setdefault(stratum_of[g], []).append(g)
+        cells = [np.array(v) for v in by_stratum.values()]
     rng = np.random.default_rng(seed)
     rows, degenerate = [], 0
     for _ in range(3 * n_boot):
         if len(rows) == n_boot:
             break
-        counts = np.bincount(rng.integers(0, len(labels), len(labels)), minlength=len(labels))
+        counts = np.zeros(len(labels), dtype=int)
+        for cell in cells:
+            np.add.at(counts, cell[rng.integers(0, len(cell), len(cell))], 1)
         w = counts[inverse]
         if any(len(np.unique(k[w > 0])) < 3 for k in keys):
             degenerate += 1
@@ -669,6 +684,7 @@ def fit_joint_law(
     L: Any,
     *,
     groups: Any = None,
+    strata: Any = None,
     delta: float = 1e-3,
     n_boot: int = 200,
     seed: int = 0,
@@ -682,6 +698,7 @@ def fit_joint_law(
 
     - ``groups`` labels each point with its run: the bootstrap resamples whole runs, so that the points of
       one run (its cooldown branches share a trunk) move together. Without it, points are resampled.
+      ``strata`` (e.g. N) resamples the runs within each stratum (:func:`group_resamples`).
     - ``E`` fixes the floor instead of fitting it (``L - E = A N^-alpha + B D^-beta``, e.g. ``E = H*``).
     - ``start``, a fit to related data (the same study without its largest sizes, say), replaces the grid
       of starting points by that solution and a few around it.
@@ -747,7 +764,8 @@ def fit_joint_law(
         if resamples is not None:
             W, n_degenerate = np.asarray(resamples, dtype=float).reshape(-1, n), 0
         else:
-            W, n_degenerate = group_resamples(groups, n_boot, seed, [N, D]) if n_boot else (np.empty((0, n)), 0)
+            W, n_degenerate = (group_resamples(groups, n_boot, seed, [N, D], strata) if n_boot
+                               else (np.empty((0, n)), 0))
         Q, settled = _joint_newton(q_best, xc, yc, logL, W, delta, bounds) if len(W) else (W[:, :5], W[:, 0] > 0)
         draws, rows, n_failed = [], [], 0
         for row, (w, q, ok) in enumerate(zip(W, Q, settled)):

@@ -302,3 +302,16 @@ def test_flag_below_floor_warns_with_indices():
         assert flag_below_floor([1.0, 1.2], floor=[0.9, 1.2]) == []
     with pytest.warns(RuntimeWarning):
         assert flag_below_floor([1.0, 1.1], floor=[0.9, 1.2]) == [1]
+
+
+def test_stratified_resamples_redraw_seeds_within_each_size():
+    from musicscale import scaling
+
+    N, D, L, run = _runs_of_known_law(sizes=4, seeds=3)
+    W, degenerate = scaling.group_resamples(run, 50, 0, [N, D], strata=N)
+    assert degenerate == 0 and W.shape == (50, len(L))
+    for n in np.unique(N):  # every size keeps its number of runs (3 seeds x 5 points), only which ones changes
+        assert np.all(W[:, N == n].sum(axis=1) == 15)
+    assert len({tuple(w) for w in W}) > 40  # and the draws differ
+    fit = fit_joint_law(N, D, L, groups=run, strata=N, n_boot=100, seed=0)
+    assert fit.n_degenerate == 0 and fit.alpha_ci[0] <= JOINT_TRUE["alpha"] <= fit.alpha_ci[1]
