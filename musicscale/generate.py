@@ -13,8 +13,9 @@ import base64
 import html
 import json
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -100,11 +101,27 @@ def generate_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None
     sweeps = load_sweep(workdir, datasets)
     for dataset in sweeps:
         remove_partial_files(wd.generated_dir(dataset))
-    with _LazyPool(n_workers) as pool:
+    with _LazyPool(n_workers) as pool, _sampling_threads(dev):
         stage = _Generation(wd, pool, settings, dev, log)
         for dataset, runs in sweeps.items():
             stage.add_dataset(dataset, runs)
         return stage.finish()
+
+
+@contextmanager
+def _sampling_threads(device: str) -> Iterator[None]:
+    """Sample on one CPU thread: each step is a small batch, which a second thread barely speeds up, and
+    while the workers keep the other cores busy every step would wait for a second thread to be scheduled
+    (ten times slower). The samples do not depend on it."""
+    if device != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _LazyPool:
