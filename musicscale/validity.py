@@ -44,14 +44,16 @@ def quiet() -> Iterator[None]:
         yield
 
 
-PARSE_TIMEOUT = 10.0  # seconds music21 may spend on one tune
+PARSE_TIMEOUT = 10.0  # seconds of CPU time music21 may spend on one tune
 
 
 @contextlib.contextmanager
 def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise TimeoutError in the block after ``seconds``: music21 can loop for minutes on some model
-    output (a meter such as ``M:2/64`` in a garbled header). Uses SIGALRM, so it applies in the main
-    thread on Unix (as in a notebook kernel); elsewhere the block runs without a limit."""
+    """Raise TimeoutError in the block after ``seconds`` of CPU time: music21 can loop for minutes on some
+    model output (a meter such as ``M:2/64`` in a garbled header). CPU time, not wall time, so that a busy
+    machine does not turn a slow tune (some take 3 s) into an unparsable one: the metrics do not depend on
+    the load. Uses SIGPROF, so it applies in the main thread on Unix (as in a notebook kernel or a worker);
+    elsewhere the block runs without a limit."""
     usable = (seconds is not None and hasattr(signal, "setitimer")
               and threading.current_thread() is threading.main_thread())
     if not usable:
@@ -61,13 +63,13 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
     def expire(signum, frame):
         raise TimeoutError(f"music21 took longer than {seconds:g} s")
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, expire)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def parse_abc(text: str, timeout: float | None = None) -> ParseResult:
