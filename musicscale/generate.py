@@ -304,16 +304,21 @@ def read_samples(workdir: str | Path, dataset: str, run: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def _saved(path: Path, inputs: str) -> dict | None:
-    """A saved artifact of the stage if it was made from ``inputs``, else None (an unreadable one is moved aside)."""
+def _read_saved(path: Path) -> dict | None:
+    """A saved artifact of the stage; None if there is none or it cannot be read (then it is moved aside)."""
     if not path.exists():
         return None
     try:
-        saved = read_json(path)
+        return read_json(path)
     except CorruptArtifactError:
         move_aside(path)
         return None
-    return saved if saved.get("inputs_fingerprint") == inputs else None
+
+
+def _saved(path: Path, inputs: str) -> dict | None:
+    """A saved artifact of the stage if it was made from ``inputs``, else None."""
+    saved = _read_saved(path)
+    return saved if saved is not None and saved.get("inputs_fingerprint") == inputs else None
 
 
 def _measures(future: Future, text: str) -> validity.Measures:
@@ -538,14 +543,8 @@ class Renderings:
 
     @staticmethod
     def _load(path: Path) -> render.Rendering | None:
-        if not path.exists():
-            return None
-        try:
-            saved = read_json(path)
-        except CorruptArtifactError:
-            move_aside(path)
-            return None
-        return render.Rendering(saved["svg"], _unb64(saved["audio"]), _unb64(saved["midi"]))
+        saved = _read_saved(path)
+        return None if saved is None else render.Rendering(saved["svg"], _unb64(saved["audio"]), _unb64(saved["midi"]))
 
     def finish(self) -> None:
         """Wait for every rendering under way and save it."""

@@ -50,3 +50,11 @@ def test_the_stage_from_scratch_matches_the_pipeline_and_reuses_what_it_saved(sm
     assert generate.generate_stage(work, log=None, **SMOKE) == summaries
     assert generate.galleries(work, summaries).data == page
     assert generate.galleries(made, summaries).data == page
+
+
+def test_an_unreadable_cache_file_is_moved_aside_and_made_again(tmp_path):
+    path = tmp_path / "reference.json"
+    path.write_bytes(b"\x00\xff")
+    assert generate._saved(path, "inputs") is None and (tmp_path / "reference.json.corrupt").exists()
+    path.write_text('{"inputs_fingerprint": "other"}')
+    assert generate._saved(path, "inputs") is None and path.exists()
