@@ -49,7 +49,7 @@ def test_numeric_columns_are_right_aligned_and_missing_values_read_na():
 
 def test_sheet_music_is_left_out_least_important_first_to_fit_the_page():
     from musicscale.generate import _fit_budget
-    from musicscale.music import gallery_html
+    from musicscale.render import gallery_html
 
     items = [{"title": f"t{i}", "svg": "<svg>" + "x" * 1000 + "</svg>", "abc": "X:1", "priority": p}
              for i, p in enumerate((0, 1, 2, 1, 2))]

@@ -24,3 +24,30 @@ def markov_tunes(n: int, seed: int) -> list[str]:
             chars.append(alphabet[state])
         tunes.append("X:1\nK:G\n" + "".join(chars))
     return tunes
+
+
+# A reel with a pickup, repeats, first/second endings, a triplet, a broken rhythm and chord symbols.
+REEL = """X:1
+T:Test Reel
+R:reel
+M:4/4
+L:1/8
+K:G
+|:GA|"G"BGdG BGdG|"Am"cAeA cAeA|BGdG (3Bcd ef|1 gedB G2:|2 gedB G2||
+|:gf|edeg fdfg|e>deg a2ga|bgaf gedB|[1 cAFA G2:|[2 cAFA G4|]
+"""
+REEL_FULL_BARS = 7  # the bars that are not pickups or partial bars at repeats
+
+# A jig with grace notes and a chord.
+JIG = """X:2
+T:Test Jig
+R:jig
+M:6/8
+L:1/8
+K:D
+A|FAA dAA|BAB dAG|FAA {g}dfe|dBA BAG:|
+|:f|afd dfa|bgb {a}g3|[df]ed cBA|1 dfe d2:|2 dfe d3|]
+"""
+JIG_FULL_BARS = 8
+
+SCALE = "X:1\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|]\n"  # 8 quarter notes

@@ -1,57 +1,23 @@
-import io
+"""Validity metrics: parsing, header fields, bar lengths, novelty, degenerate samples."""
 
-import numpy as np
 import pytest
+from toy_data import JIG, JIG_FULL_BARS, REEL, REEL_FULL_BARS
 
-from musicscale import music
-from musicscale.music import (
+from musicscale import validity
+from musicscale.validity import (
     NoveltyIndex,
     bar_duration_stats,
-    gallery_html,
     header_fields_ok,
+    measure,
     parse_abc,
-    render_audio,
-    render_svg,
-    score_to_midi,
     summarize,
     tune_body,
     validity_metrics,
     written_bars,
 )
 
-# A reel with a pickup, repeats, first/second endings, a triplet, a broken rhythm and chord symbols.
-REEL = """X:1
-T:Test Reel
-R:reel
-M:4/4
-L:1/8
-K:G
-|:GA|"G"BGdG BGdG|"Am"cAeA cAeA|BGdG (3Bcd ef|1 gedB G2:|2 gedB G2||
-|:gf|edeg fdfg|e>deg a2ga|bgaf gedB|[1 cAFA G2:|[2 cAFA G4|]
-"""
-REEL_FULL_BARS = 7  # the bars that are not pickups or partial bars at repeats
-
-# A jig with grace notes and a chord.
-JIG = """X:2
-T:Test Jig
-R:jig
-M:6/8
-L:1/8
-K:D
-A|FAA dAA|BAB dAG|FAA {g}dfe|dBA BAG:|
-|:f|afd dfa|bgb {a}g3|[df]ed cBA|1 dfe d2:|2 dfe d3|]
-"""
-JIG_FULL_BARS = 8
-
 # Five bars: one too long (4.5 quarters), one too short in the middle (3 quarters).
 BAD_BARS = "X:3\nM:4/4\nL:1/8\nK:D\nABcd efga|ABcd efgab|ABcd ef|ABcd efga|ABcd efga|]\n"
-
-
-def audio_info(data: bytes) -> tuple[int, float, np.ndarray]:
-    import soundfile
-
-    samples, rate = soundfile.read(io.BytesIO(data))
-    return rate, len(samples) / rate, samples
 
 
 # --- parsing and headers -----------------------------------------------------------------------
@@ -194,6 +160,14 @@ def test_garbage_is_degenerate_and_never_raises(text, kind):
     assert m["bar_accuracy"] is None or 0.0 <= m["bar_accuracy"] <= 1.0
 
 
+@pytest.mark.parametrize("text", [REEL, JIG, BAD_BARS, "", "@@@###", "X:1\nM:4/4\nL:1/8\nK:G\n"])
+def test_metrics_from_measures_made_elsewhere_are_the_same(text):
+    """The workers send back measure(text, parsed); the metrics built from it must not differ."""
+    measures = measure(text, parse_abc(text))
+    assert validity_metrics(text, measures=measures, finished=False) == validity_metrics(text, finished=False)
+    assert validity_metrics(text, measures=measures) == validity_metrics(text)
+
+
 def test_unfinished_sample_is_degenerate_even_if_it_parses():
     m = validity_metrics(REEL, finished=False)
     assert m["parses"] and m["degenerate"] == "unfinished"
@@ -214,110 +188,14 @@ def test_summarize_counts():
     assert summarize([])["share_parses"] is None
 
 
-# --- rendering ---------------------------------------------------------------------------------
-
-
-def test_render_svg_good_tune_is_deterministic():
-    svg = render_svg(REEL)
-    assert svg is not None and "<svg" in svg and "</svg>" in svg
-    assert render_svg(REEL) == svg  # fixed element ids: notebooks stay byte-identical
-
-
-def test_render_svg_unparsable_returns_none():
-    assert render_svg("@@@###") is None
-
-
-def test_render_svg_survives_a_crashing_worker(monkeypatch):
-    monkeypatch.setenv("MUSICSCALE_RENDER_TEST_HOOK", "abort")
-    assert render_svg(REEL) is None
-
-
-def test_render_svg_times_out_on_a_hanging_worker(monkeypatch):
-    monkeypatch.setenv("MUSICSCALE_RENDER_TEST_HOOK", "hang")
-    assert render_svg(REEL, timeout=1.0) is None
-
-
-# --- audio -------------------------------------------------------------------------------------
-
-SCALE = "X:1\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|]\n"  # 8 quarter notes
-
-
-def test_render_audio_is_opus_of_the_right_length_and_deterministic():
-    audio, midi_bytes = render_audio(SCALE, bpm=120)
-    assert audio[:4] == b"OggS" and b"OpusHead" in audio[:100]
-    assert midi_bytes[:4] == b"MThd"
-    rate, seconds, samples = audio_info(audio)
-    assert rate == music.AUDIO_RATE
-    assert seconds == pytest.approx(8 * 0.5 + 0.5, abs=0.1)  # the notes (last note-off at 4 s) and the tail
-    assert np.abs(samples).max() > 0.3
-    assert render_audio(SCALE, bpm=120) == (audio, midi_bytes)  # same tune, same bytes
-    assert audio_info(render_audio(SCALE, bpm=60)[0])[1] == pytest.approx(8 + 0.5, abs=0.1)
-
-
-def test_midi_plays_repeats_on_the_fiddle_and_leaves_the_score_alone():
-    import mido
-
-    repeated = "X:1\nM:4/4\nL:1/4\nK:C\n|:CDEF|GABc|cBAG|FEDC:|\n"  # 16 quarters, played twice
-    score = parse_abc(repeated).score
-    n_before = len(score.flatten().notes)
-    midi_file = mido.MidiFile(file=io.BytesIO(score_to_midi(score)))
-    messages = [m for track in midi_file.tracks for m in track]
-    assert sum(m.type == "note_on" and m.velocity > 0 for m in messages) == 32
-    assert {m.program for m in messages if m.type == "program_change"} == {music.GM_PROGRAM}
-    assert len(score.flatten().notes) == n_before
-    assert 16.0 <= midi_file.length <= 16.5  # 32 quarters at 120 a minute (music21 ends the track a beat later)
-
-
-def test_render_audio_cuts_at_max_seconds():
-    seconds = audio_info(render_audio(SCALE, max_seconds=2.0)[0])[1]
-    assert seconds == pytest.approx(2.0 + 0.5, abs=0.1)
-
-
-@pytest.mark.parametrize("text", ["", "@@@###", "X:1\nM:4/4\nL:1/8\nK:G\n"])
-def test_render_audio_of_nothing_is_none(text):
-    assert render_audio(text) is None
-
-
-def test_soundfont_ships_with_pretty_midi():
-    assert music.soundfont_path().stat().st_size > 1_000_000
-
-
-# --- gallery -----------------------------------------------------------------------------------
-
-
-def test_gallery_html(tmp_path):
-    audio, midi_bytes = render_audio(SCALE)
-    (tmp_path / "a.ogg").write_bytes(audio)
-    items = [
-        {
-            "title": "Tune <1>",
-            "note": "1 of 4 samples qualified",
-            "svg": "<svg id='x'></svg>",
-            "audio": audio,
-            "midi": midi_bytes,
-            "abc": "X:1\nK:G\nA<B|\n",
-            "metrics": validity_metrics(REEL),
-        },
-        {"title": "Tune 2", "svg": None, "audio_path": tmp_path / "a.ogg", "abc": "@@@"},
-    ]
-    page = gallery_html(items)
-    assert page == gallery_html(items)
-    assert page.count("class='musicscale-tune'") == 2
-    assert "<svg id='x'></svg>" in page and "could not render" in page
-    assert page.count("data:audio/ogg;base64,") == 2
-    assert page.count("download='tune-1.mid' href='data:audio/midi;base64,") == 1
-    assert "A&lt;B" in page and "Tune &lt;1&gt;" in page and "A<B" not in page
-    assert "bar accuracy: 1.00" in page and "1 of 4 samples qualified" in page
-
-
 def test_a_tune_music21_loops_on_is_cut_off_not_hung(monkeypatch):
     """A garbled meter sampled from a model made music21 loop for minutes; it must cost one sample."""
     import time
 
-    monkeypatch.setattr(music, "PARSE_TIMEOUT", 1.0)
+    monkeypatch.setattr(validity, "PARSE_TIMEOUT", 1.0)
     text = 'X:1\nM:2fedd f2beg2c|F2:1/4\nK:C\n|:G g2EBAe fgde|B3Be|d2eggeA dG|AFBB|\n"D"ee E2DF F3c|"G"D6:|'
     start = time.perf_counter()
-    metrics = music.validity_metrics(text)
+    metrics = validity.validity_metrics(text)
     assert time.perf_counter() - start < 5
     assert metrics["parses"] is False and "TimeoutError" in metrics["parse_error"]
     assert metrics["degenerate"] == "unparsable"

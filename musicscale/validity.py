@@ -1,38 +1,25 @@
-"""Is a generated tune music? Validity metrics, sheet music (SVG), audio (Ogg Opus from MIDI) and an HTML gallery.
-
-Validity of one ABC text, from cheap to strict:
+"""Is a generated tune music? Validity metrics of ABC text, from cheap to strict:
 
 - ``parses``: music21's ABC reader turns it into a score without raising;
 - ``headers_ok``: the X, M, L and K header fields are present and well formed;
 - bar accuracy: the share of bars whose written length equals the time signature's bar length;
 - ``novel``: less than half of its body's 12-grams occur in the training tunes (not a copy).
 
-Rendering goes ABC -> music21 -> MusicXML -> verovio -> SVG in a child process, so that a crash
-or a hang inside the C++ engraver costs one picture, never the notebook. Model output is never
-given to verovio's own ABC importer, which aborts the whole Python process on some real tunes.
+The music21 part (parsing, bar lengths) is :func:`measure`; it is what the rendering workers
+(:mod:`musicscale.workers`) compute, from the same parse as the sheet music and the audio.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import copy
-import html
 import io
-import os
 import re
 import signal
-import subprocess
-import sys
 import threading
-import time
 import warnings
-import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,21 +37,23 @@ class ParseResult:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """Silence music21, which reports problems with ``warnings`` and by writing to stderr."""
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         yield
 
 
-PARSE_TIMEOUT = 10.0  # seconds music21 may spend on one tune
+PARSE_TIMEOUT = 10.0  # seconds of CPU time music21 may spend on one tune
 
 
 @contextlib.contextmanager
 def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise TimeoutError in the block after ``seconds``: music21 can loop for minutes on some model
-    output (a meter such as ``M:2/64`` in a garbled header). Uses SIGALRM, so it applies in the main
-    thread on Unix (as in a notebook kernel); elsewhere the block runs without a limit."""
+    """Raise TimeoutError in the block after ``seconds`` of CPU time: music21 can loop for minutes on some
+    model output (a meter such as ``M:2/64`` in a garbled header). CPU time, not wall time, so that a busy
+    machine does not turn a slow tune (some take 3 s) into an unparsable one: the metrics do not depend on
+    the load. Uses SIGPROF, so it applies in the main thread on Unix (as in a notebook kernel or a worker);
+    elsewhere the block runs without a limit."""
     usable = (seconds is not None and hasattr(signal, "setitimer")
               and threading.current_thread() is threading.main_thread())
     if not usable:
@@ -74,13 +63,13 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
     def expire(signum, frame):
         raise TimeoutError(f"music21 took longer than {seconds:g} s")
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, expire)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def parse_abc(text: str, timeout: float | None = None) -> ParseResult:
@@ -89,7 +78,7 @@ def parse_abc(text: str, timeout: float | None = None) -> ParseResult:
     from music21 import converter, stream
 
     try:
-        with _quiet(), _time_limit(PARSE_TIMEOUT if timeout is None else timeout):
+        with quiet(), _time_limit(PARSE_TIMEOUT if timeout is None else timeout):
             # parseData, not parse: a short string must never be mistaken for a file name.
             score = converter.parseData(text, format="abc")
     except Exception as err:  # music21 raises many kinds on malformed input
@@ -224,7 +213,7 @@ def written_bars(abc_text: str) -> list[Bar]:
 
     handler = abcFormat.ABCHandler()
     try:
-        with _quiet(), _time_limit(PARSE_TIMEOUT):
+        with quiet(), _time_limit(PARSE_TIMEOUT):
             handler.process(_mark_line_ends(abc_text))
     except Exception:
         return []
@@ -344,35 +333,54 @@ class NoveltyIndex:
 DEGENERATE_KINDS = ("empty", "unfinished", "unparsable")
 
 
-def validity_metrics(text: str, novelty_index: NoveltyIndex | None = None, *, finished: bool = True) -> dict:
-    """All validity measures of one generated tune; never raises.
+@dataclass(frozen=True)
+class Measures:
+    """What music21 says about one tune: the costly part of its validity metrics."""
+
+    parse_error: str | None  # None if it parses
+    n_notes: int | None  # None if it does not parse
+    bars_checked: int
+    bars_correct: int
+
+
+def measure(text: str, parsed: ParseResult | None = None) -> Measures:
+    """Parse ``text`` (or take its ``parsed`` result, to share one parse with the rendering) and count
+    its notes and bars."""
+    parsed = parse_abc(text) if parsed is None else parsed
+    n_notes = len(parsed.score.flatten().notes) if parsed.score is not None else None
+    return Measures(parsed.error, n_notes, *bar_duration_stats(text))
+
+
+def validity_metrics(text: str, novelty_index: NoveltyIndex | None = None, *, finished: bool = True,
+                     measures: Measures | None = None) -> dict:
+    """All validity measures of one generated tune; never raises. ``measures`` is :func:`measure`'s
+    result if it was computed elsewhere (in a worker).
 
     ``degenerate`` names the first failure of: "empty" (no body, or no notes), "unfinished" (the
     sampler hit its length limit before EOT; pass ``finished``), "unparsable"; else None.
     """
-    parsed = parse_abc(text)
-    n_notes = len(parsed.score.flatten().notes) if parsed.score is not None else None
-    n_checked, n_correct = bar_duration_stats(text)
+    m = measure(text) if measures is None else measures
+    parses = m.n_notes is not None
     overlap = novelty_index.overlap(text) if novelty_index is not None else None
-    if not tune_body(text).strip() or n_notes == 0:
+    if not tune_body(text).strip() or m.n_notes == 0:
         degenerate = "empty"
     elif not finished:
         degenerate = "unfinished"
-    elif parsed.score is None:
+    elif not parses:
         degenerate = "unparsable"
     else:
         degenerate = None
     return {
-        "parses": parsed.score is not None,
-        "parse_error": parsed.error,
+        "parses": parses,
+        "parse_error": m.parse_error,
         "headers_ok": header_fields_ok(text)["ok"],
-        "bars_checked": n_checked,
-        "bars_correct": n_correct,
-        "bar_accuracy": n_correct / n_checked if n_checked else None,
+        "bars_checked": m.bars_checked,
+        "bars_correct": m.bars_correct,
+        "bar_accuracy": m.bars_correct / m.bars_checked if m.bars_checked else None,
         "train_overlap": overlap,
         "novel": None if overlap is None else overlap < NOVELTY_THRESHOLD,
         "degenerate": degenerate,
-        "n_notes": n_notes,
+        "n_notes": m.n_notes,
     }
 
 
@@ -404,266 +412,3 @@ def summarize(metrics: Sequence[dict]) -> dict:
         "share_degenerate": _share([m["degenerate"] is not None for m in metrics]),
         "degenerate": {kind: kinds.get(kind, 0) for kind in DEGENERATE_KINDS},
     }
-
-
-# -----------------------------------------------------------------------------
-# sheet music: ABC -> music21 -> MusicXML -> verovio SVG, in a child process
-
-VEROVIO_OPTIONS = {
-    "pageWidth": 2100,  # 840 px at scale 40
-    "pageHeight": 60000,  # tall enough for any tune to fit page 1; adjustPageHeight trims it
-    "scale": 40,
-    "adjustPageHeight": True,
-    "breaks": "auto",
-    "header": "none",
-    "footer": "none",
-    "svgViewBox": True,  # the SVG scales with its container
-    "svgFormatRaw": True,  # no indentation: a third smaller
-}
-_TEST_HOOK = "MUSICSCALE_RENDER_TEST_HOOK"  # "abort" or "hang": lets tests crash the worker
-
-
-def _id_seed(abc_text: str) -> int:
-    """A seed for verovio's element ids: stable for a tune (nbval-friendly), distinct between tunes."""
-    return zlib.crc32(abc_text.encode("utf-8")) % 2_147_483_647 + 1
-
-
-def abc_to_svg(abc_text: str) -> str:
-    """Engrave in this process; raises on failure. Use ``render_svg``, which isolates it."""
-    import verovio
-    from music21.musicxml.m21ToXml import GeneralObjectExporter
-
-    score = parse_abc(abc_text).score
-    if score is None:
-        raise ValueError("music21 cannot parse the tune")
-    with _quiet():
-        musicxml = GeneralObjectExporter(score).parse().decode("utf-8")
-    verovio.enableLog(verovio.LOG_OFF)
-    toolkit = verovio.toolkit()
-    toolkit.setOptions({**VEROVIO_OPTIONS, "xmlIdSeed": _id_seed(abc_text)})
-    if not toolkit.loadData(musicxml) or toolkit.getPageCount() < 1:
-        raise ValueError("verovio cannot load the MusicXML")
-    return toolkit.renderToSVG(1)
-
-
-def _render_worker() -> int:
-    """Child process: ABC on stdin, SVG on stdout."""
-    abc_text = sys.stdin.buffer.read().decode("utf-8")
-    hook = os.environ.get(_TEST_HOOK)
-    if hook == "abort":
-        os.abort()
-    if hook == "hang":
-        time.sleep(3600)
-    sys.stdout.buffer.write(abc_to_svg(abc_text).encode("utf-8"))
-    return 0
-
-
-def render_svg(abc_text: str, timeout: float = 20.0) -> str | None:
-    """Sheet music of a tune as an SVG string; None if it fails, crashes or takes over ``timeout`` s."""
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "musicscale.music", "render"],
-            input=abc_text.encode("utf-8"),
-            capture_output=True,
-            timeout=timeout,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return None
-    svg = proc.stdout.decode("utf-8", errors="replace")
-    return svg if proc.returncode == 0 and "<svg" in svg else None
-
-
-# -----------------------------------------------------------------------------
-# audio: music21 writes MIDI; TinySoundFont plays it through a General MIDI SoundFont; Ogg Opus out
-
-GM_PROGRAM = 40  # General MIDI violin: the folk fiddle
-SOUNDFONT = "TimGM6mb.sf2"  # the General MIDI SoundFont shipped in pretty_midi's wheel
-AUDIO_RATE = 24000  # Hz; one of Opus's native rates
-OPUS_COMPRESSION = 0.97  # libsndfile's compression level: about 13 kbit/s, 1.6 KB a second
-_OGG_SERIAL = 1  # libsndfile draws a random Ogg stream serial number; a fixed one makes the bytes repeatable
-
-
-def soundfont_path() -> Path:
-    """The General MIDI SoundFont file (from the installed pretty_midi package: no download)."""
-    import pretty_midi
-
-    return Path(pretty_midi.__file__).resolve().parent / SOUNDFONT
-
-
-def score_to_midi(score_or_abc: Any, program: int = GM_PROGRAM, bpm: float = 120.0) -> bytes | None:
-    """A Standard MIDI File of the tune (a music21 score or ABC text), repeats played, every part on GM
-    ``program``; None if it has no notes or music21 cannot write it."""
-    from music21 import midi
-
-    score = parse_abc(score_or_abc).score if isinstance(score_or_abc, str) else score_or_abc
-    if score is None:
-        return None
-    with _quiet():
-        try:
-            score = score.expandRepeats()  # a copy: the caller's score is left as it is
-        except Exception:
-            score = copy.deepcopy(score)  # malformed repeats: play it through once
-        if not score.flatten().notes:
-            return None
-        # music21 cannot export some scores (a meter found twice); then the notes alone, in one part
-        for attempt in (score, _notes_only(score)):
-            try:
-                return midi.translate.streamToMidiFile(_on_program(attempt, program, bpm)).writestr()
-            except Exception:
-                continue
-    return None
-
-
-def _on_program(score: Any, program: int, bpm: float) -> Any:
-    """``score`` with every part on GM ``program`` at ``bpm`` quarter notes a minute (changed in place)."""
-    from music21 import instrument, tempo
-
-    parts = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
-    for part in parts:
-        for old in list(part.recurse().getElementsByClass(instrument.Instrument)):
-            part.remove(old, recurse=True)
-        player = instrument.Instrument()
-        player.midiProgram = program
-        part.insert(0, player)
-    for mark in list(score.recurse().getElementsByClass(tempo.MetronomeMark)):
-        score.remove(mark, recurse=True)
-    score.insert(0, tempo.MetronomeMark(number=bpm))
-    return score
-
-
-def _notes_only(score: Any) -> Any:
-    """A one-part score of the notes and chords of ``score`` at their offsets, without meters or keys."""
-    from music21 import stream
-
-    part = stream.Part()
-    for note in score.flatten().notes:
-        part.insert(note.offset, copy.deepcopy(note))
-    return stream.Score([part])
-
-
-@lru_cache(maxsize=1)
-def _soundfont_bytes() -> bytes:
-    return soundfont_path().read_bytes()
-
-
-def midi_to_samples(midi_bytes: bytes, sample_rate: int = AUDIO_RATE, max_seconds: float | None = 12.0,
-                    tail: float = 0.5) -> np.ndarray:
-    """Render MIDI to mono float32 samples with TinySoundFont: music past ``max_seconds`` is cut and
-    faded out; ``tail`` seconds let the last note ring; the peak is normalised to 0.8."""
-    import tinysoundfont
-
-    synth = tinysoundfont.Synth(samplerate=sample_rate)
-    synth.sfload(_soundfont_bytes())
-    events = tinysoundfont.midi.load_memory(midi_bytes)
-    tinysoundfont.Sequencer(synth).add(events)
-    end = max((e.t for e in events), default=0.0)
-    if max_seconds is not None:
-        end = min(end, max_seconds)
-    n = int((end + tail) * sample_rate)
-    audio = np.frombuffer(synth.generate(n), dtype=np.float32).reshape(-1, 2).mean(axis=1)
-    audio = audio * np.clip((n - np.arange(n)) / (tail * sample_rate), 0.0, 1.0)  # fade out over the tail
-    peak = float(np.abs(audio).max()) if n else 0.0
-    return (audio * (0.8 / peak) if peak > 0 else audio).astype(np.float32)
-
-
-def encode_opus(samples: np.ndarray, sample_rate: int = AUDIO_RATE) -> bytes:
-    """Mono samples as Ogg Opus bytes (libsndfile via soundfile), with a fixed stream serial number so
-    that the same samples always give the same bytes."""
-    import soundfile
-    from mutagen.ogg import OggPage
-
-    buffer = io.BytesIO()
-    soundfile.write(buffer, samples, sample_rate, format="OGG", subtype="OPUS", compression_level=OPUS_COMPRESSION)
-    buffer.seek(0)
-    pages = []
-    while buffer.tell() < len(buffer.getbuffer()):
-        page = OggPage(buffer)
-        page.serial = _OGG_SERIAL
-        pages.append(page.write())  # recomputes the page checksum
-    return b"".join(pages)
-
-
-def render_audio(score_or_abc: Any, *, sample_rate: int = AUDIO_RATE, max_seconds: float | None = 12.0,
-                 bpm: float = 120.0, program: int = GM_PROGRAM) -> tuple[bytes, bytes] | None:
-    """(Ogg Opus audio, MIDI file) of a tune played on GM ``program`` (the fiddle); None if it has no
-    notes. Offline and deterministic: the same tune gives the same bytes."""
-    midi_bytes = score_to_midi(score_or_abc, program=program, bpm=bpm)
-    if midi_bytes is None:
-        return None
-    return encode_opus(midi_to_samples(midi_bytes, sample_rate, max_seconds), sample_rate), midi_bytes
-
-
-# -----------------------------------------------------------------------------
-# HTML gallery for the report
-
-
-def _metrics_line(metrics: dict) -> str:
-    def fmt(value: Any) -> str:
-        if value is None:
-            return "n/a"
-        if isinstance(value, bool):
-            return "yes" if value else "no"
-        return f"{value:.2f}" if isinstance(value, float) else str(value)
-
-    keys = ("parses", "headers_ok", "bar_accuracy", "novel", "degenerate")
-    return " · ".join(f"{k.replace('_', ' ')}: {fmt(metrics[k])}" for k in keys if k in metrics)
-
-
-NOT_RENDERED = "<p><em>could not render the score</em></p>"
-
-
-def _data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "tune"
-
-
-def gallery_html(items: Sequence[dict]) -> str:
-    """One HTML block per tune: title, optional note, inline SVG, an offline <audio> player (Ogg Opus) with
-    a MIDI download link beside it, metrics and the ABC.
-
-    Each item has ``title``, ``svg`` (str or None), ``abc``, optionally ``note``, ``svg_note`` (why there
-    is no score), ``audio`` and ``midi`` (bytes, or ``audio_path``/``midi_path``) and ``metrics``.
-    The output depends only on the items.
-    """
-    blocks = []
-    for item in items:
-        title = str(item.get("title", ""))
-        parts = [f"<h4>{html.escape(title)}</h4>"]
-        if item.get("note"):
-            parts.append(f"<p class='musicscale-note'>{html.escape(item['note'])}</p>")
-        svg = item.get("svg")
-        if svg:
-            parts.append(f"<div class='musicscale-score'>{svg}</div>")
-        else:
-            parts.append(f"<p><em>{html.escape(item['svg_note'])}</em></p>" if item.get("svg_note") else NOT_RENDERED)
-        audio, midi_bytes = item.get("audio"), item.get("midi")
-        if audio is None and item.get("audio_path"):
-            audio = Path(item["audio_path"]).read_bytes()
-        if midi_bytes is None and item.get("midi_path"):
-            midi_bytes = Path(item["midi_path"]).read_bytes()
-        player = []
-        if audio:
-            player.append(f"<audio controls preload='metadata' src='{_data_uri(audio, 'audio/ogg')}'></audio>")
-        if midi_bytes:
-            player.append(f"<a download='{_slug(title)}.mid' href='{_data_uri(midi_bytes, 'audio/midi')}'>"
-                          "download MIDI</a>")
-        if player:
-            parts.append("<p class='musicscale-audio'>" + " ".join(player) + "</p>")
-        if item.get("metrics"):
-            parts.append(f"<p class='musicscale-metrics'>{html.escape(_metrics_line(item['metrics']))}</p>")
-        parts.append(f"<pre>{html.escape(item.get('abc', ''))}</pre>")
-        blocks.append("<div class='musicscale-tune'>\n" + "\n".join(parts) + "\n</div>")
-    return "\n".join(blocks)
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["render"]:
-        sys.exit(_render_worker())
-    sys.exit(f"usage: {sys.executable} -m musicscale.music render < tune.abc > tune.svg")
