@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, holdout, scaling
-from .train import git_commit
-from .workdir import Workdir, read_json, write_json
+from .workdir import Workdir, git_commit, read_json, write_json
 
 ARCH_ORDER = ("transformer", "lstm")
 HOLDOUT_FACTORS = {"N": 10.0, "D": 4.0}  # how far the held-out checks extrapolate, in N and in D
@@ -42,7 +41,6 @@ def load_sweep(workdir: str | Path, datasets: Sequence[str] | None = None) -> di
     Raises :class:`NoRunsError` naming a dataset that has no finished run, or whose runs were trained on
     other data than its token files hold now (the data were regenerated after training)."""
     from .params import as_optional_list
-    from .sweep import current_fingerprint
 
     wd = Workdir(workdir)
     names = as_optional_list("datasets", datasets) or wd.datasets("runs")
@@ -58,7 +56,11 @@ def load_sweep(workdir: str | Path, datasets: Sequence[str] | None = None) -> di
         runs = read_json(path)["runs"]
         if not runs:
             raise NoRunsError(f"dataset {d!r} has no finished run in {path}: run notebooks/03_train.ipynb")
-        fp = current_fingerprint(wd, d)
+        fp = read_json(wd.require(wd.tokens_meta(d))).get("fingerprint")
+        if fp is None:  # a meta.json older than fingerprints: compute it (this needs the training stack)
+            from .sweep import current_fingerprint
+
+            fp = current_fingerprint(wd, d)
         stale = [r["run"] for r in runs if r.get("data_fingerprint") != fp]
         if stale:
             raise NoRunsError(f"dataset {d!r}: {len(stale)} of {len(runs)} runs in {path} were trained on other "

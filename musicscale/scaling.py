@@ -602,25 +602,27 @@ def _joint_newton(q0: np.ndarray, xc: np.ndarray, yc: np.ndarray, logL: np.ndarr
     F, G, H = _joint_newton_terms(Q, xc, yc, logL, W, delta)
     eye = np.eye(5)
     for _ in range(max_iter):
-        act = ~(settled | stuck)
-        if not act.any():
+        act = np.flatnonzero(~(settled | stuck))  # only the rows still moving are computed
+        if not len(act):
             break
-        blocked = ((Q <= lo + 1e-12) & (G > 0)) | ((Q >= hi - 1e-12) & (G < 0))
+        q, g, h, f, lm = Q[act], G[act], H[act], F[act], lam[act]
+        blocked = ((q <= lo + 1e-12) & (g > 0)) | ((q >= hi - 1e-12) & (g < 0))
         free = ~blocked
-        Hf = H * free[:, :, None] * free[:, None, :] + eye * blocked[:, None, :]
-        ev = np.linalg.eigvalsh(Hf)
-        shift = np.maximum(0.0, -ev[:, 0]) + lam * np.maximum(1.0, np.abs(ev).max(axis=1))
-        S = -np.linalg.solve(Hf + shift[:, None, None] * eye, (G * free)[..., None])[..., 0] * free
-        Qn = np.clip(Q + S, lo, hi)
-        Fn = _joint_newton_terms(Qn, xc, yc, logL, W, delta, hessian=False)
-        better = act & (Fn < F)
-        full_step = lam <= 1e-6
-        settled |= better & full_step & ((np.abs(S).max(axis=1) < 1e-9) | (F - Fn <= 1e-13 * np.maximum(1.0, F)))
-        Q[better] = Qn[better]
-        lam = np.where(better, np.maximum(lam / 4, 1e-12), np.where(act, lam * 8, lam))
-        stuck |= act & (lam > 1e10)
-        if better.any():
-            F[better], G[better], H[better] = _joint_newton_terms(Q[better], xc, yc, logL, W[better], delta)
+        hf = h * free[:, :, None] * free[:, None, :] + eye * blocked[:, None, :]
+        ev = np.linalg.eigvalsh(hf)
+        shift = np.maximum(0.0, -ev[:, 0]) + lm * np.maximum(1.0, np.abs(ev).max(axis=1))
+        step = -np.linalg.solve(hf + shift[:, None, None] * eye, (g * free)[..., None])[..., 0] * free
+        qn = np.clip(q + step, lo, hi)
+        fn = _joint_newton_terms(qn, xc, yc, logL, W[act], delta, hessian=False)
+        better = fn < f
+        done = better & (lm <= 1e-6) & ((np.abs(step).max(axis=1) < 1e-9) | (f - fn <= 1e-13 * np.maximum(1.0, f)))
+        settled[act[done]] = True
+        lam[act] = np.where(better, np.maximum(lm / 4, 1e-12), lm * 8)
+        stuck[act[lam[act] > 1e10]] = True
+        moved = act[better]
+        if len(moved):
+            Q[moved] = qn[better]
+            F[moved], G[moved], H[moved] = _joint_newton_terms(Q[moved], xc, yc, logL, W[moved], delta)
     return Q, settled
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import math
 import platform
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,7 +34,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .evaluate import evaluate_tunes
 from .models import build_model, non_embedding_parameters, total_parameters
-from .workdir import CorruptArtifactError, atomic_write, load_torch, move_aside
+from .workdir import CorruptArtifactError, atomic_write, git_commit, load_torch, move_aside
 
 NATS_TO_BITS = 1.0 / math.log(2.0)
 
@@ -187,16 +186,6 @@ def evaluate(model: torch.nn.Module, data: torch.Tensor, context_length: int, ma
              device: torch.device | str = "cpu") -> float:
     """Mean next-token loss (nats) over whole tunes, tune by tune (:func:`musicscale.evaluate.evaluate_tunes`)."""
     return evaluate_tunes(model, data, context_length, max_tokens=max_tokens, device=device)["loss"]
-
-
-def git_commit() -> str | None:
-    """The commit of the code that made a result (None outside a git checkout)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _state(model, optimizer, step, gen, curve, cfg, data_fingerprint) -> dict:
