@@ -473,14 +473,17 @@ def joint_table(results: dict):
 def holdout_table(results: dict):
     """The held-out checks: what was fitted and predicted, the law's error beside both baselines and the
     seed-to-seed spread, and the law's advantage with its interval."""
+    from IPython.display import Markdown
+
     from .report import markdown_table
 
-    rows = []
+    rows, not_run = [], []
     for d, arch, checks in _rows(results, "holdout"):
         for axis, h in checks.items():
             name = f"in {axis}, ≥{h['factor']:g}×"
-            if "error" in h:
-                rows.append({"dataset": d, "arch": arch, "check": name, "what": f"not run: {h['error']}"})
+            if "error" in h:  # the reason goes below the table: a long text in a cell makes a very tall row
+                not_run.append(f"- {d}, {arch}, {name}: {h['error']}.")
+                rows.append({"dataset": d, "arch": arch, "check": name, "what": f"not run ({len(not_run)})"})
                 continue
             held = ", ".join(f"{n:,.0f}" for n in h["held_out"])
             what = (f"{len(h['fitted'])} sizes ≤ {max(h['fitted']):,.0f} → {held}" if axis == "N"
@@ -489,12 +492,16 @@ def holdout_table(results: dict):
                          "targets": h["n_targets"], "law": h["law_error"], "flat": h["flat_error"],
                          "line": h["loglinear_error"], "sd": h["seed_sd"],
                          "advantage": format_ci(h, "advantage")})
-    return markdown_table(rows, [
+    table = markdown_table(rows, [
         ("dataset", "dataset", None), ("arch", "arch", None), ("check", "check", None),
         ("what", "fitted → predicted", None), ("reach", "reach (×)", ".1f"), ("targets", "points", None),
         ("law", "law error (nats)", ".4f"), ("flat", "no-improvement error", ".4f"),
         ("line", "log-log line error", ".4f"), ("sd", "seed SD", ".4f"),
         ("advantage", "advantage [95% CI]", None)])
+    if not not_run:
+        return table
+    notes = [f"({i}) {line[2:]}" for i, line in enumerate(not_run, 1)]
+    return Markdown(table.data + "\n\nChecks not run, and why:\n\n" + "\n".join(f"- {n}" for n in notes))
 
 
 def ground_truth_table(results: dict):

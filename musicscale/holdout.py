@@ -75,9 +75,10 @@ def split(points: Points, axis: str, factor: float) -> tuple[np.ndarray, np.ndar
         last_fitted = {r: points.D[(points.run == r) & fit].max(initial=0.0) for r in longest}
         held = np.array([d >= factor * last_fitted[r] > 0 for d, r in zip(points.D, points.run)])
         if len(np.unique(points.D[fit])) < 3 or len(np.unique(points.N[fit])) < 3:
+            lengths, sizes = len(np.unique(points.D[fit])), len(np.unique(points.N[fit]))
             raise ValueError(f"needs 3 branch lengths and 3 sizes at or below D_max/{factor:g} of their runs; "
-                             f"the study has {len(np.unique(points.D[fit]))} lengths and "
-                             f"{len(np.unique(points.N[fit]))} sizes there (more branches per run would help)")
+                             f"the study has {lengths} length{'s' * (lengths != 1)} and {sizes} "
+                             f"size{'s' * (sizes != 1)} there (more branches per run would help)")
     if not held.any():
         raise ValueError(f"nothing lies {factor:g}x beyond the fitted {'sizes' if axis == 'N' else 'branches'}")
     return fit, held
