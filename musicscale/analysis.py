@@ -26,7 +26,6 @@ import numpy as np
 from . import __version__, holdout, scaling
 from .workdir import Workdir, git_commit, read_json, write_json
 
-ARCH_ORDER = ("transformer", "lstm")
 HOLDOUT_FACTORS = {"N": 10.0, "D": 4.0}  # how far the held-out checks extrapolate, in N and in D
 SENSITIVITY_DELTAS = (1e-3, 1e-2, 1e-1)  # Huber deltas of the sensitivity table (the first is the main fit's)
 
@@ -358,8 +357,16 @@ def _architecture_job(args: tuple) -> dict:
 
 def _jobs(runs: Sequence[dict], entropy_rate: float | None, n_boot: int, seed: int) -> dict[str, tuple]:
     """One unit of work per architecture present, in the report's order."""
-    return {a: ([r for r in runs if r["arch"] == a], entropy_rate, n_boot, seed)
-            for a in ARCH_ORDER if any(r["arch"] == a for r in runs)}
+    return {a: ([r for r in runs if r["arch"] == a], entropy_rate, n_boot, seed) for a in arch_order(runs)}
+
+
+def arch_order(runs: Sequence[dict]) -> list[str]:
+    """The architectures of ``runs``: registered ones in the registry's order, then any other (none is
+    dropped)."""
+    from .models import ARCHITECTURES
+
+    present = list(dict.fromkeys(r["arch"] for r in runs))
+    return [a for a in ARCHITECTURES if a in present] + sorted(a for a in present if a not in ARCHITECTURES)
 
 
 def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot: int, seed: int,
@@ -374,8 +381,9 @@ def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot:
                 "single_budget", "compute"):
         out[key] = {a: v[key] for a, v in per_arch.items() if key in v}
     fits = {a: v["joint"].get("_fit") for a, v in per_arch.items()}
-    if len(archs) == 2 and all(fits.values()):
-        out["architecture_gap"] = architecture_gap(runs, fits)
+    if len(archs) >= 2 and all(fits.get(a) for a in archs[:2]):  # the report's comparison: the first two families
+        pair = {a: fits[a] for a in archs[:2]}
+        out["architecture_gap"] = architecture_gap([r for r in runs if r["arch"] in pair], pair)
     if entropy_rate is not None:  # every measured point of every run, not only the last
         named = [(f"{r['run']} at D = {p['tokens']:,}", p["test_loss"]) for r in runs for p in r["curve"]]
         flagged = scaling.flag_below_floor([v for _, v in named], entropy_rate)

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from . import corpus, render, validity, workers
-from .analysis import load_sweep
+from .analysis import arch_order, load_sweep
 from .datasets import load_tokenizer
-from .models import build_model
+from .models import ARCHITECTURES, build_model
 from .sample import sample_tunes
 from .train import resolve_device
 from .workdir import (
@@ -618,7 +618,8 @@ def glue_validity(summaries: Sequence[dict]) -> None:
             for short, (key, spec, why) in keys.items():
                 glue_text(f"{s['dataset']}_reference_{short}", s.get(key), spec, why)
     for d in dict.fromkeys(s["dataset"] for s in summaries):
-        for arch in ("transformer", "lstm"):
+        # every registered family (the book cites each, "n/a" where it has no model), then any other
+        for arch in dict.fromkeys([*ARCHITECTURES, *arch_order([s for s in summaries if s["arch"] != REFERENCE])]):
             rows = sorted((s for s in summaries if s["dataset"] == d and s["arch"] == arch),
                           key=lambda s: s["params_non_embedding"])
             for which, s in (("smallest", rows[0] if rows else {}), ("largest", rows[-1] if rows else {})):

@@ -1,7 +1,10 @@
-"""The two model families and their size grids.
+"""The model families, their size grids, and the registry that holds everything specific to a family.
 
-Both models map ``idx`` (a batch of token ids, shape ``(B, T)``) to next-token logits ``(B, T, V)``
-and carry ``context_length``, so the trainer and the sampler treat them alike.
+Every model maps ``idx`` (a batch of token ids, shape ``(B, T)``) to next-token logits ``(B, T, V)``, carries
+``context_length``, and says on itself how it is evaluated (``carries_state``) and sampled (``cache_bounded``),
+so the trainer, the evaluation and the sampler never branch on a family. What the rest of the project needs
+to know about a family (its class, named sizes, the centre of its learning-rate search, its colour and label
+in the figures) is one :class:`Architecture` entry in ``ARCHITECTURES``: :func:`register` adds a family.
 
 N, the size a scaling law is fitted against, is the **non-embedding** parameter count (Kaplan et al.
 2020): every parameter except the vocabulary matrices (token embedding, LSTM output head) and the
@@ -11,13 +14,12 @@ position embedding.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
-
-ARCHS = ("transformer", "lstm")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class TransformerConfig:
     n_layer: int = 2
     dropout: float = 0.0
 
+    def shape(self) -> str:
+        return f"d={self.d_model}, heads={self.n_head}, layers={self.n_layer}"
+
 
 @dataclass(frozen=True)
 class LSTMConfig:
@@ -34,6 +39,9 @@ class LSTMConfig:
     d_hidden: int = 64
     n_layer: int = 2
     dropout: float = 0.0
+
+    def shape(self) -> str:
+        return f"embed={self.d_embed}, hidden={self.d_hidden}, layers={self.n_layer}"
 
 
 # The named grids. tiny/small/medium are the original project's six models; the rest extend each grid
@@ -65,8 +73,50 @@ LSTM_SIZES: dict[str, LSTMConfig] = {
     "gpu-m": LSTMConfig(256, 768, 2),
     "gpu-l": LSTMConfig(384, 1152, 3),
 }
-SIZE_GRIDS: dict[str, dict] = {"transformer": TRANSFORMER_SIZES, "lstm": LSTM_SIZES}
 CPU_SIZES = ("nano", "micro", "mini", "tiny", "small", "medium", "large", "xl")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything specific to one model family that other modules need."""
+
+    name: str
+    model: type  # built as model(size_config, vocab_size, context_length)
+    sizes: dict[str, object] = field(repr=False)  # named size configs (each with a ``shape()`` for tables)
+    lr: float  # the centre of the per-size learning-rate search, and the rate of a run given none
+    color: str  # its colour in every figure
+    label: str  # how figures and tables name it
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register(arch: Architecture) -> Architecture:
+    """Add a model family (the two below are registered at import; a test registers a third)."""
+    ARCHITECTURES[arch.name] = arch
+    return arch
+
+
+def architecture(name: str) -> Architecture:
+    """The registry entry of ``name``; ValueError naming the registered families otherwise."""
+    check_arch_size(name)
+    return ARCHITECTURES[name]
+
+
+class _SizeGrids(Mapping):
+    """``SIZE_GRIDS[arch][size]``: a live view of the registry's size grids."""
+
+    def __getitem__(self, arch: str) -> dict:
+        return ARCHITECTURES[arch].sizes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(ARCHITECTURES)
+
+    def __len__(self) -> int:
+        return len(ARCHITECTURES)
+
+
+SIZE_GRIDS: Mapping[str, dict] = _SizeGrids()
 
 
 def check_arch_size(arch: str, size: str | None = None) -> None:
@@ -125,6 +175,8 @@ class Transformer(nn.Module):
     """Decoder-only transformer: learned positions, pre-LN blocks, tied input/output embedding."""
 
     carries_state: bool = False  # sees only its window: evaluation slides windows over long tunes
+    cache_bounded: bool = True  # its sampling cache (keys, values) holds at most context_length positions
+
     def __init__(self, cfg: TransformerConfig, vocab_size: int, context_length: int):
         super().__init__()
         self.cfg, self.vocab_size, self.context_length = cfg, vocab_size, context_length
@@ -176,6 +228,8 @@ class LSTM(nn.Module):
     """Embedding -> multi-layer ``torch.nn.LSTM`` (the fused kernel) -> linear head."""
 
     carries_state: bool = True  # its state carries history: evaluation runs each tune in one pass
+    cache_bounded: bool = False  # its sampling state has a fixed size, whatever the length
+
     def __init__(self, cfg: LSTMConfig, vocab_size: int, context_length: int):
         super().__init__()
         self.cfg, self.vocab_size, self.context_length = cfg, vocab_size, context_length
@@ -215,11 +269,14 @@ def non_embedding_parameters(model: nn.Module) -> int:
     return total_parameters(model) - model.embedding_parameters()
 
 
+register(Architecture("transformer", Transformer, TRANSFORMER_SIZES, lr=3e-3, color="tab:blue", label="Transformer"))
+register(Architecture("lstm", LSTM, LSTM_SIZES, lr=1e-2, color="tab:orange", label="LSTM"))
+
+
 def build_model(arch: str, size: str, vocab_size: int, context_length: int) -> nn.Module:
     """A model of a named architecture and size."""
     check_arch_size(arch, size)
-    cfg = SIZE_GRIDS[arch][size]
-    return (Transformer if arch == "transformer" else LSTM)(cfg, vocab_size, context_length)
+    return ARCHITECTURES[arch].model(SIZE_GRIDS[arch][size], vocab_size, context_length)
 
 
 def describe(arch: str, size: str, vocab_size: int, context_length: int) -> dict:
@@ -235,10 +292,10 @@ def describe(arch: str, size: str, vocab_size: int, context_length: int) -> dict
     }
 
 
-def size_grid_table(archs: tuple[str, ...] = ARCHS, sizes: tuple[str, ...] = CPU_SIZES,
+def size_grid_table(archs: tuple[str, ...] | None = None, sizes: tuple[str, ...] = CPU_SIZES,
                     vocab_size: int = 100, context_length: int = 128) -> list[dict]:
-    """:func:`describe` for every (arch, size) of a grid."""
-    return [describe(a, s, vocab_size, context_length) for a in archs for s in sizes]
+    """:func:`describe` for every (arch, size) of a grid (every registered family by default)."""
+    return [describe(a, s, vocab_size, context_length) for a in (archs or tuple(ARCHITECTURES)) for s in sizes]
 
 
 def grid_markdown(archs: tuple[str, ...] | list[str], sizes: tuple[str, ...] | list[str], vocab_size: int,
@@ -248,10 +305,7 @@ def grid_markdown(archs: tuple[str, ...] | list[str], sizes: tuple[str, ...] | l
 
     rows = []
     for r in size_grid_table(tuple(archs), tuple(sizes), vocab_size, context_length):
-        if r["arch"] == "transformer":
-            r["shape"] = f"d={r['d_model']}, heads={r['n_head']}, layers={r['n_layer']}"
-        else:
-            r["shape"] = f"embed={r['d_embed']}, hidden={r['d_hidden']}, layers={r['n_layer']}"
+        r["shape"] = SIZE_GRIDS[r["arch"]][r["size"]].shape()
         rows.append(r)
     return markdown_table(rows, [("arch", "arch", None), ("size", "size", None), ("shape", "shape", None),
                                  ("params_total", "params (total)", ","), ("params_non_embedding", "N (non-emb.)", ","),

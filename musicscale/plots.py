@@ -13,10 +13,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .analysis import ARCH_ORDER, compute_points
+from .analysis import arch_order, compute_points
+from .models import ARCHITECTURES
 from .workdir import atomic_write
 
-COLORS = {"transformer": "tab:blue", "lstm": "tab:orange"}
+
+def _color(arch: str) -> str:
+    """The family's colour from the registry (grey for an unregistered one)."""
+    return ARCHITECTURES[arch].color if arch in ARCHITECTURES else "tab:gray"
 
 
 def save(fig: Figure, path: str | Path) -> None:
@@ -29,7 +33,7 @@ def _main_runs(results: dict, dataset: str, arch: str) -> list[dict]:
 
 
 def _archs(results: dict, datasets: Sequence[str]) -> list[str]:
-    return [a for a in ARCH_ORDER if any(a in results["datasets"][d]["joint"] for d in datasets)]
+    return arch_order([{"arch": a} for d in datasets for a in results["datasets"][d]["joint"]])
 
 
 def _band(ax, x: np.ndarray, fit, N, D, color: str, label: str, **line) -> None:
@@ -60,12 +64,12 @@ def scaling_laws(results: dict, datasets: Sequence[str] | None = None) -> Figure
             if D is not None:
                 pts = [(r["params_non_embedding"], p["test_loss"]) for r in runs for p in r["curve"]
                        if p["tokens"] == D]
-                ax.scatter(*zip(*pts), color=COLORS[arch], zorder=3, s=18, label=f"runs at D = {D:,} (each seed)")
+                ax.scatter(*zip(*pts), color=_color(arch), zorder=3, s=18, label=f"runs at D = {D:,} (each seed)")
             if fit is not None:
                 N = np.array([r["params_non_embedding"] for r in runs], dtype=float)
                 grid = np.geomspace(N.min() / 1.5, N.max() * 1.5, 150)
                 if D is not None:
-                    _band(ax, grid, fit, grid, D, COLORS[arch], f"joint law at D = {D:,}")
+                    _band(ax, grid, fit, grid, D, _color(arch), f"joint law at D = {D:,}")
                 _band(ax, grid, fit, grid, np.inf, "gray", f"joint law, unlimited data (E = {fit.E:.3f})",
                       linestyle="--")
             else:
@@ -132,7 +136,7 @@ def holdout(results: dict, datasets: Sequence[str] | None = None) -> Figure:
         t = h["targets"]
         x = [p["D"] for p in t] if axis == "N" else [p["N"] for p in t]
         ax.scatter(x, [p["observed"] for p in t], color="black", zorder=4, label="held out (seed mean)")
-        ax.plot(x, [p["law"] for p in t], "o-", color=COLORS[arch], label=f"law: error {h['law_error']:.3f}")
+        ax.plot(x, [p["law"] for p in t], "o-", color=_color(arch), label=f"law: error {h['law_error']:.3f}")
         ax.plot(x, [p["flat"] for p in t], "s--", color="gray", markersize=4,
                 label=f"no further improvement: {h['flat_error']:.3f}")
         ax.plot(x, [p["loglinear"] for p in t], "^:", color="gray", markersize=4,
@@ -150,8 +154,8 @@ def training_curves(results: dict, datasets: Sequence[str] | None = None) -> Fig
     """Validation loss at the end of every cooldown branch against its tokens D, for each size (first seed),
     one panel per (dataset, arch): each curve is the loss of WSD runs of every length D the size was run to."""
     datasets = list(datasets or results["datasets"])
-    archs = ("transformer", "lstm")
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(12, 4 * len(datasets)), squeeze=False)
+    archs = _archs(results, datasets)
+    fig, axes = plt.subplots(len(datasets), len(archs), figsize=(6 * len(archs), 4 * len(datasets)), squeeze=False)
     for i, d in enumerate(datasets):
         for j, arch in enumerate(archs):
             ax = axes[i][j]
@@ -178,13 +182,13 @@ def compute_frontier(results: dict, datasets: Sequence[str] | None = None) -> Fi
         for arch, entry in results["datasets"][d]["compute"].items():
             runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch]
             for C, L in compute_points(runs):
-                ax.scatter(C, L, s=8, alpha=0.4, color=COLORS[arch])
-            ax.plot(entry["frontier_flops"], entry["frontier_loss"], color=COLORS[arch], marker="o", markersize=3,
+                ax.scatter(C, L, s=8, alpha=0.4, color=_color(arch))
+            ax.plot(entry["frontier_flops"], entry["frontier_loss"], color=_color(arch), marker="o", markersize=3,
                     linewidth=1, label=f"{arch} frontier")
             fit = entry.get("_fit")
             if fit is not None:
                 C = np.geomspace(min(entry["frontier_flops"]), max(entry["frontier_flops"]), 200)
-                ax.plot(C, fit.predict(C), color=COLORS[arch], linestyle="--",
+                ax.plot(C, fit.predict(C), color=_color(arch), linestyle="--",
                         label=f"{arch} L(C): α_C={fit.alpha:.3f} [{fit.alpha_ci[0]:.3f}, {fit.alpha_ci[1]:.3f}]")
         _floor(ax, results, d)
         ax.set(xscale="log", xlabel="training compute C (FLOPs)", ylabel="validation loss (nats/char)", title=d)
@@ -196,9 +200,10 @@ def compute_frontier(results: dict, datasets: Sequence[str] | None = None) -> Fi
 def joint_law(results: dict, datasets: Sequence[str] | None = None) -> Figure:
     """Test loss against training tokens D for each N, with the fitted L(N, D) curves."""
     datasets = list(datasets or results["datasets"])
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(12, 4 * len(datasets)), squeeze=False)
+    archs = _archs(results, datasets)
+    fig, axes = plt.subplots(len(datasets), len(archs), figsize=(6 * len(archs), 4 * len(datasets)), squeeze=False)
     for i, d in enumerate(datasets):
-        for j, arch in enumerate(("transformer", "lstm")):
+        for j, arch in enumerate(archs):
             ax, joint = axes[i][j], results["datasets"][d]["joint"].get(arch, {})
             fit = joint.get("_fit")
             if fit is None:
@@ -237,12 +242,12 @@ def validity_vs_size(summaries: Sequence[dict]) -> Figure:
     for i, d in enumerate(datasets):
         for j, (key, label) in enumerate(metrics):
             ax = axes[i][j]
-            for arch in ("transformer", "lstm"):
+            for arch in arch_order([s for s in summaries if s["params_non_embedding"]]):
                 rows = sorted((s for s in summaries if s["dataset"] == d and s["arch"] == arch),
                               key=lambda s: s["params_non_embedding"])
                 xs = [s["params_non_embedding"] for s in rows if s.get(key) is not None]
                 ys = [s[key] for s in rows if s.get(key) is not None]
-                ax.plot(xs, ys, marker="o", color=COLORS[arch], label=arch)
+                ax.plot(xs, ys, marker="o", color=_color(arch), label=arch)
             for ref in (s for s in summaries if s["dataset"] == d and s["arch"] == "reference"):
                 if ref.get(key) is not None:
                     ax.axhline(ref[key], color="gray", linestyle="--", linewidth=1, label="real test tunes")

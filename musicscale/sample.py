@@ -2,7 +2,8 @@
 
 The training stream is ``EOT tune EOT tune ...``, so a new tune starts from ``[EOT] + prompt`` and
 ends when the model emits EOT again. Works with any model whose ``forward(idx[B, T])`` returns
-logits ``[B, T, V]`` and that has a ``context_length`` attribute (Transformer and LSTM alike).
+logits ``[B, T, V]``, that takes a sampling ``cache`` and has ``context_length`` and ``cache_bounded``
+attributes (every family of :mod:`musicscale.models`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from .models import Transformer
 
 
 class Tokenizer(Protocol):
@@ -54,8 +53,9 @@ def generate(
     """Extend each row of ``idx`` [B, T] by up to ``max_new_tokens``; stop early once all rows hit EOT.
 
     The model's cache (transformer keys and values, LSTM state) makes each step cost one token. When
-    a transformer's cache reaches ``context_length``, the last half of the context is encoded afresh
-    and sampling goes on from there, so the model always sees between half and all of its context.
+    a bounded cache (``model.cache_bounded``: a transformer's) reaches ``context_length``, the last half of
+    the context is encoded afresh and sampling goes on from there, so the model always sees between half
+    and all of its context.
     Returns only the new tokens [B, <= max_new_tokens]; rows that finished early go on after their
     EOT (the caller cuts them there).
     """
@@ -77,7 +77,7 @@ def generate(
         done |= idx_next.squeeze(1) == eot_id
         if done.all():
             break
-        if isinstance(model, Transformer) and cache["length"] >= window:
+        if getattr(model, "cache_bounded", False) and cache["length"] >= window:
             cache = {}
             logits = model(idx[:, -keep:], cache=cache)[:, -1, :]
         else:

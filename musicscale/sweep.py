@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .models import SIZE_GRIDS, check_arch_size, describe
+from .models import SIZE_GRIDS, architecture, check_arch_size, describe
 from .params import as_int, as_list, as_optional_list
-from .train import DEFAULT_LR, TrainConfig, schedule_points, train
+from .train import TrainConfig, schedule_points, train
 from .workdir import (
     CorruptArtifactError,
     Workdir,
@@ -319,7 +319,7 @@ def lr_search(workdir: Workdir, mains: Sequence[RunSpec], study: Study, *, clien
     first = {}
     for m in mains:
         first.setdefault((m.dataset, m.config.arch, m.config.size), m)
-    rates = {k: [DEFAULT_LR[k[1]] * f for f in study.lr_factors] for k in first}
+    rates = {k: [architecture(k[1]).lr * f for f in study.lr_factors] for k in first}
     step = {k: study.lr_factors[1] / study.lr_factors[0] for k in first}
     out: dict[tuple[str, str, str], dict] = {}
     found: dict[tuple[str, str, str], dict[float, float]] = {k: {} for k in first}

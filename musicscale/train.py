@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .evaluate import evaluate_tunes
-from .models import build_model, non_embedding_parameters, total_parameters
+from .models import architecture, build_model, non_embedding_parameters, total_parameters
 from .workdir import CorruptArtifactError, atomic_write, git_commit, load_torch, move_aside
 
 NATS_TO_BITS = 1.0 / math.log(2.0)
@@ -96,7 +96,7 @@ class TrainConfig:
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.arch]
+        return self.lr if self.lr is not None else architecture(self.arch).lr
 
     @property
     def batch_tokens(self) -> int:
@@ -105,10 +105,6 @@ class TrainConfig:
     @property
     def total_steps(self) -> int:
         return self.token_budget // self.batch_tokens
-
-
-# Peak learning rates per architecture: the centre of each size's learning-rate search (sweep.lr_search).
-DEFAULT_LR = {"transformer": 3e-3, "lstm": 1e-2}
 
 
 @dataclass(frozen=True)
