@@ -572,7 +572,7 @@ def galleries(workdir: str | Path, summaries: Sequence[dict], **kwargs):
 
 def figure_path(workdir: str | Path) -> Path:
     """Where the validity-against-size figure is saved."""
-    return Workdir(workdir).results_dir / "validity_vs_size.png"
+    return Workdir(workdir).figure("validity_vs_size")
 
 
 def validity_fits(summaries: Sequence[dict], seed: int = 0, n_boot: int = 200) -> list[dict]:

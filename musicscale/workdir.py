@@ -44,6 +44,11 @@ class MissingArtifactError(FileNotFoundError):
     """A stage's input does not exist; the message names it and the notebook that makes it."""
 
 
+# The report's figures, by the stage that draws them: 03 the rate search, 04 the laws, 05 musical validity.
+FIGURES = ("lr_search", "joint_law", "scaling_laws", "holdout", "architecture_comparison", "training_curves",
+           "compute_frontier", "validity_vs_size")
+
+
 @dataclass(frozen=True)
 class Workdir:
     """Paths of every artifact under one root folder."""
@@ -94,6 +99,12 @@ class Workdir:
     @property
     def experiment_results(self) -> Path:
         return self.results_dir / "experiment_results.json"
+
+    def figure(self, name: str) -> Path:
+        """A figure of the report (``results/<name>.png``); ``name`` is one of :data:`FIGURES`."""
+        if name not in FIGURES:
+            raise ValueError(f"unknown figure {name!r}; the report's figures are {list(FIGURES)}")
+        return self.results_dir / f"{name}.png"
 
     def generated_dir(self, dataset: str, model_name: str | None = None) -> Path:
         base = self.root / "generated" / dataset

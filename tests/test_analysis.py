@@ -125,3 +125,10 @@ def test_validity_figure_draws_when_no_model_has_checkable_bars(tmp_path):
     summaries += [{**base, "arch": a, "params_non_embedding": n} for a in ("transformer", "lstm") for n in (2e3, 2e4)]
     plots.save(plots.validity_vs_size(summaries), tmp_path / "validity.png")
     assert (tmp_path / "validity.png").stat().st_size > 10_000
+
+
+def test_figure_paths_come_from_the_workdir(tmp_path):
+    wd = Workdir(tmp_path)
+    assert wd.figure("holdout") == tmp_path / "results" / "holdout.png"
+    with pytest.raises(ValueError, match="unknown figure 'nope'"):
+        wd.figure("nope")
