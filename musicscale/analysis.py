@@ -105,19 +105,14 @@ def common_tokens(runs: Sequence[dict]) -> int | None:
 def flops_of_size(runs: Sequence[dict]):
     """FLOPs per token as a function of N for one architecture (the project's own count, attention included,
     not 6N): piecewise linear in log-log through its sizes, extended beyond them along the end segments."""
+    from scipy.interpolate import interp1d
+
     pairs = sorted({(float(r["params_non_embedding"]), float(r["flops_per_token"])) for r in runs})
     logn, logf = np.log([p[0] for p in pairs]), np.log([p[1] for p in pairs])
-
-    def f(N):
-        x = np.log(np.asarray(N, dtype=float))
-        if len(pairs) == 1:
-            return np.exp(logf[0] + x - logn[0])
-        y = np.interp(x, logn, logf)
-        lo, hi = x < logn[0], x > logn[-1]
-        y[lo] = logf[0] + (x[lo] - logn[0]) * (logf[1] - logf[0]) / (logn[1] - logn[0])
-        y[hi] = logf[-1] + (x[hi] - logn[-1]) * (logf[-1] - logf[-2]) / (logn[-1] - logn[-2])
-        return np.exp(y)
-    return f
+    if len(pairs) == 1:  # one size: FLOPs proportional to N
+        return lambda N: np.exp(logf[0] + np.log(np.asarray(N, dtype=float)) - logn[0])
+    line = interp1d(logn, logf, fill_value="extrapolate", assume_sorted=True)
+    return lambda N: np.exp(line(np.log(np.asarray(N, dtype=float))))
 
 
 def frontier_loss(params: np.ndarray, C: float, n_range: tuple[float, float], flops) -> np.ndarray:
@@ -182,13 +177,9 @@ def joint_summary(fit: scaling.JointFit, runs: Sequence[dict], records: Sequence
     a_draws = optimal_size_exponent(fit.boot_params, c_range, n_range, flops) if len(fit.boot_params) else []
     out["optimal_exponents"].update(a_own_flops=float(a_own), a_own_flops_ci=_interval(np.asarray(a_draws)),
                                     C_range=list(c_range))
-    out["points"] = {"N": fit_points(records, "N"), "D": fit_points(records, "D"),
-                     "L": fit_points(records, "test_loss"), "run": fit_points(records, "run")}
+    out["points"] = {key: [r[field] for r in records]
+                     for key, field in (("N", "N"), ("D", "D"), ("L", "test_loss"), ("run", "run"))}
     return out
-
-
-def fit_points(records: Sequence[dict], key: str) -> list:
-    return [r[key] for r in records]
 
 
 def single_budget_fit(runs: Sequence[dict], D: int | None, *, n_boot: int, seed: int) -> dict:
@@ -263,7 +254,7 @@ def analyze_architecture(runs: Sequence[dict], *, entropy_rate: float | None, n_
     """Every fit and check of one architecture on one dataset (a worker's unit of work)."""
     records = cooldown_points(runs)
     points = holdout.Points.from_records(records)
-    n_check = max(50, n_boot // 5)  # bootstrap draws of the secondary checks
+    n_check = max(50, n_boot // 5)  # bootstrap draws of the fixed-floor fit, whose intervals decide nothing
     out: dict = {"n_runs": len(runs)}
     out["budgets"] = [{"size": s, "N": n, "D": d, "D_per_N": d / n, "D_min": d_min}
                       for s, n, d, d_min in sorted({(r["size"], r["params_non_embedding"], r["tokens_seen"],
@@ -280,7 +271,8 @@ def analyze_architecture(runs: Sequence[dict], *, entropy_rate: float | None, n_
         out["holdout"] = {}
         for axis, factor in HOLDOUT_FACTORS.items():
             try:
-                out["holdout"][axis] = holdout.check(points, axis, factor, n_boot=n_check, seed=seed, start=fit)
+                # a verdict follows this interval: as many draws as the joint law's
+                out["holdout"][axis] = holdout.check(points, axis, factor, n_boot=n_boot, seed=seed, start=fit)
             except ValueError as err:
                 out["holdout"][axis] = {"axis": axis, "factor": factor, "error": str(err)}
         out["sensitivity"] = sensitivity(fit, records)

@@ -116,19 +116,6 @@ def baselines(fitted: Points, weights: np.ndarray, targets: Sequence[tuple[float
     return np.array(flat), np.array(line)
 
 
-def _stratified_seeds(held: Points, rng: np.random.Generator) -> np.ndarray:
-    """Multiplicities of the held-out runs when each held-out size's seeds are resampled among themselves."""
-    runs_by_size: dict[float, list] = {}
-    for run, n in dict(zip(held.run, held.N)).items():
-        runs_by_size.setdefault(n, []).append(run)
-    counts = {}
-    for runs in runs_by_size.values():
-        picks = rng.integers(0, len(runs), len(runs))
-        for i, r in enumerate(runs):
-            counts[r] = int(np.sum(picks == i))
-    return np.array([counts[r] for r in held.run], dtype=float)
-
-
 def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: int = 0,
           delta: float = 1e-3, start: scaling.JointFit | None = None) -> dict:
     """The held-out check along ``axis`` (see the module docstring); a dict for ``experiment_results.json``."""
@@ -155,11 +142,12 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
               "loglinear": float(np.mean(np.abs(line - obs)))}
     advantage = min(errors["flat"], errors["loglinear"]) - errors["law"]
 
-    rng = np.random.default_rng(seed + 1)
+    # the held-out seeds are drawn again too, within each held-out size
+    W_held, _ = scaling.group_resamples(held.run, len(W), seed + 1, [], strata=held.N)
     draws = []
     for params, row in zip(law.boot_params, law.boot_rows):
         b_flat, b_line = baselines(fitted, W[row], targets, axis)
-        b_obs_map = _seed_means(held, _stratified_seeds(held, rng))
+        b_obs_map = _seed_means(held, W_held[row])
         b_obs = np.array([b_obs_map[t] for t in targets])
         if not (np.all(np.isfinite(b_flat)) and np.all(np.isfinite(b_line))):
             continue  # a resample without two fitted sizes (branches) below some target
