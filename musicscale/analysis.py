@@ -1,5 +1,5 @@
-"""The analyze stage: the runs of the last sweep -> scaling laws and the checks on them ->
-``experiment_results.json``.
+"""The scaling laws of a set of runs and the checks on them (the science of the analyze stage,
+:mod:`musicscale.stages.analyze`, which reads the runs and writes ``experiment_results.json``).
 
 Every run is a WSD trunk with cooldown branches (:mod:`musicscale.train`): each branch end is one point
 (N, D, L). Per dataset and architecture the primary result is the joint law
@@ -16,57 +16,14 @@ model's own FLOPs per token.
 from __future__ import annotations
 
 import math
-import platform
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
-from . import __version__, holdout, scaling
-from .workdir import Workdir, git_commit, read_json, write_json
+from . import holdout, scaling
 
 HOLDOUT_FACTORS = {"N": 10.0, "D": 4.0}  # how far the held-out checks extrapolate, in N and in D
 SENSITIVITY_DELTAS = (1e-3, 1e-2, 1e-1)  # Huber deltas of the sensitivity table (the first is the main fit's)
-
-
-class NoRunsError(FileNotFoundError):
-    """A dataset has no finished run of the current data; the message names it and the notebook to run."""
-
-
-def load_sweep(workdir: str | Path, datasets: Sequence[str] | None = None) -> dict[str, list[dict]]:
-    """The runs of the last sweep of each dataset (``runs/<dataset>/sweep_results.json``).
-
-    Raises :class:`NoRunsError` naming a dataset that has no finished run, or whose runs were trained on
-    other data than its token files hold now (the data were regenerated after training)."""
-    from .params import as_optional_list
-
-    wd = Workdir(workdir)
-    names = as_optional_list("datasets", datasets) or wd.datasets("runs")
-    if not names:
-        raise NoRunsError(f"no finished runs under {wd.root / 'runs'}: run notebooks/03_train.ipynb first "
-                          f"(with the same workdir={str(wd.root)!r})")
-    out = {}
-    for d in names:
-        path = wd.sweep_results(d)
-        if not path.exists():
-            raise NoRunsError(f"dataset {d!r} has no finished run ({path} does not exist): run "
-                              f"notebooks/03_train.ipynb first (with the same workdir={str(wd.root)!r})")
-        runs = read_json(path)["runs"]
-        if not runs:
-            raise NoRunsError(f"dataset {d!r} has no finished run in {path}: run notebooks/03_train.ipynb")
-        fp = read_json(wd.require(wd.tokens_meta(d))).get("fingerprint")
-        if fp is None:  # a meta.json older than fingerprints: compute it (this needs the training stack)
-            from .sweep import current_fingerprint
-
-            fp = current_fingerprint(wd, d)
-        stale = [r["run"] for r in runs if r.get("data_fingerprint") != fp]
-        if stale:
-            raise NoRunsError(f"dataset {d!r}: {len(stale)} of {len(runs)} runs in {path} were trained on other "
-                              f"data than {wd.tokens_dir(d)} holds now (e.g. {stale[0]}): re-run "
-                              "notebooks/03_train.ipynb, which retrains them")
-        out[d] = runs
-    return out
 
 
 def compute_points(runs: Sequence[dict], loss: str = "val_loss") -> list[tuple[np.ndarray, np.ndarray]]:
@@ -342,12 +299,12 @@ def gap_verdict(a1: str, a2: str, diff: float, lo: float | None, hi: float | Non
             "includes zero")
 
 
-def _architecture_job(args: tuple) -> dict:
+def architecture_job(args: tuple) -> dict:
     runs, entropy_rate, n_boot, seed = args
     return analyze_architecture(runs, entropy_rate=entropy_rate, n_boot=n_boot, seed=seed)
 
 
-def _jobs(runs: Sequence[dict], entropy_rate: float | None, n_boot: int, seed: int) -> dict[str, tuple]:
+def architecture_jobs(runs: Sequence[dict], entropy_rate: float | None, n_boot: int, seed: int) -> dict[str, tuple]:
     """One unit of work per architecture present, in the report's order."""
     return {a: ([r for r in runs if r["arch"] == a], entropy_rate, n_boot, seed) for a in arch_order(runs)}
 
@@ -366,7 +323,7 @@ def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot:
     """Every fit of one dataset (see the module docstring); ``per_arch`` holds the architectures' results
     where they were computed already (in parallel, by :func:`analyze`)."""
     if per_arch is None:
-        per_arch = {a: _architecture_job(job) for a, job in _jobs(runs, entropy_rate, n_boot, seed).items()}
+        per_arch = {a: architecture_job(job) for a, job in architecture_jobs(runs, entropy_rate, n_boot, seed).items()}
     archs = list(per_arch)
     out: dict = {"n_runs": len(runs), "entropy_rate": entropy_rate}
     for key in ("budgets", "last_doubling_gain", "joint", "holdout", "sensitivity", "ground_truth",
@@ -382,311 +339,3 @@ def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot:
         out["below_floor"] = [named[i][0] for i in flagged]
         out["min_test_loss"] = float(min(v for _, v in named))
     return out
-
-
-def analyze(workdir: str | Path, *, datasets: Sequence[str] | None = None, n_boot: int = 1000,
-            seed: int = 0, workers: int = 2) -> dict:
-    """Fit everything for every dataset of the last sweep and write ``results/experiment_results.json``.
-
-    ``workers > 1`` fits the (dataset, architecture) pairs in that many processes. The returned dict also
-    holds the fit objects under ``_fit`` keys (for plotting); the JSON file holds everything else.
-    """
-    from .params import as_int
-
-    as_int("n_boot", n_boot, minimum=0)
-    as_int("seed", seed)
-    as_int("workers", workers, minimum=1)
-    wd = Workdir(workdir)
-    sweeps = load_sweep(workdir, datasets)
-    results: dict = {"runs": [], "datasets": {}, "parameters": {"n_boot": n_boot, "seed": seed,
-                                                                 "holdout_factors": HOLDOUT_FACTORS},
-                     "units": "nats per character; N = non-embedding parameters; C = training FLOPs",
-                     "versions": {"musicscale": __version__, "python": platform.python_version()},
-                     "git_commit": git_commit()}
-    metas = {d: read_json(wd.require(wd.tokens_meta(d))) for d in sweeps}
-    h_star = {d: (m.get("entropy_rate") or {}).get("test") for d, m in metas.items()}
-    jobs = {(d, a): job for d, runs in sweeps.items() for a, job in _jobs(runs, h_star[d], n_boot, seed).items()}
-    if workers > 1 and len(jobs) > 1:  # the costliest part, and independent: one process per job
-        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
-            done = dict(zip(jobs, pool.map(_architecture_job, jobs.values())))
-    else:
-        done = {k: _architecture_job(job) for k, job in jobs.items()}
-    for dataset, runs in sweeps.items():
-        results["runs"].extend(runs)
-        per_arch = {a: v for (d, a), v in done.items() if d == dataset}
-        ds = results["datasets"][dataset] = analyze_dataset(runs, entropy_rate=h_star[dataset], n_boot=n_boot,
-                                                            seed=seed, per_arch=per_arch)
-        ds["vocab_size"] = metas[dataset]["vocab_size"]
-        searches = read_json(wd.lr_search(dataset)) if wd.lr_search(dataset).exists() else []
-        ds["lr_search"] = {a: [s for s in searches if s["arch"] == a] for a in per_arch}
-        ds["points"] = {a: cooldown_points([r for r in runs if r["arch"] == a]) for a in per_arch}
-    write_json(wd.experiment_results, strip_private(results))
-    return results
-
-
-def strip_private(obj):
-    """``obj`` without the ``_fit`` entries (fit objects are for plotting, not for the JSON file)."""
-    if isinstance(obj, dict):
-        return {k: strip_private(v) for k, v in obj.items() if not k.startswith("_")}
-    if isinstance(obj, list):
-        return [strip_private(v) for v in obj]
-    return obj
-
-
-def format_ci(entry: dict, key: str, spec: str = ".3f") -> str:
-    value, ci = entry.get(key), entry.get(f"{key}_ci") or [None, None]
-    if value is None:
-        return "—"
-    if ci[0] is None:
-        return format(value, spec)
-    return f"{value:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]"
-
-
-def _rows(results: dict, key: str):
-    """(dataset, arch, entry) for every dataset and architecture that has ``key``."""
-    for d, ds in results["datasets"].items():
-        for arch, entry in ds.get(key, {}).items():
-            yield d, arch, entry
-
-
-def joint_table(results: dict):
-    """The joint law per dataset and architecture: parameters with 95% intervals (bootstrap over runs), the
-    compute-optimal exponent a of N_opt ∝ C^a (C = 6ND and own FLOPs), R², and how many bootstrap draws
-    converged."""
-    from .report import markdown_table
-
-    rows = []
-    for d, arch, j in _rows(results, "joint"):
-        opt = j.get("optimal_exponents") or {}
-        rows.append({"dataset": d, "arch": arch, "points": j.get("n_points"), "runs": j.get("n_groups"),
-                     "E": format_ci(j, "E"), "alpha": format_ci(j, "alpha"), "beta": format_ci(j, "beta"),
-                     "a": format_ci(opt, "a", ".2f") if opt else j.get("error", "—"),
-                     "a_own": format_ci(opt, "a_own_flops", ".2f") if opt else "—", "r2": j.get("r2"),
-                     "draws": f"{j['n_boot']} ({j['n_failed']} failed)" if "n_boot" in j else "—"})
-    return markdown_table(rows, [
-        ("dataset", "dataset", None), ("arch", "arch", None), ("runs", "runs", None), ("points", "points", None),
-        ("E", "E (nats) [95% CI]", None), ("alpha", "α [95% CI]", None), ("beta", "β [95% CI]", None),
-        ("a", "a (C = 6ND)", None), ("a_own", "a (own FLOPs)", None), ("r2", "R²", ".4f"),
-        ("draws", "bootstrap draws", None)])
-
-
-def holdout_table(results: dict):
-    """The held-out checks: what was fitted and predicted, the law's error beside both baselines and the
-    seed-to-seed spread, and the law's advantage with its interval."""
-    from IPython.display import Markdown
-
-    from .report import markdown_table
-
-    rows, not_run = [], []
-    for d, arch, checks in _rows(results, "holdout"):
-        for axis, h in checks.items():
-            name = f"in {axis}, ≥{h['factor']:g}×"
-            if "error" in h:  # the reason goes below the table: a long text in a cell makes a very tall row
-                not_run.append(f"- {d}, {arch}, {name}: {h['error']}.")
-                rows.append({"dataset": d, "arch": arch, "check": name, "what": f"not run ({len(not_run)})"})
-                continue
-            held = ", ".join(f"{n:,.0f}" for n in h["held_out"])
-            what = (f"{len(h['fitted'])} sizes ≤ {max(h['fitted']):,.0f} → {held}" if axis == "N"
-                    else f"branches ≤ D_max/{h['factor']:g} → D_max")
-            rows.append({"dataset": d, "arch": arch, "check": name, "what": what, "reach": h["extrapolation"],
-                         "targets": h["n_targets"], "law": h["law_error"], "flat": h["flat_error"],
-                         "line": h["loglinear_error"], "sd": h["seed_sd"],
-                         "advantage": format_ci(h, "advantage")})
-    table = markdown_table(rows, [
-        ("dataset", "dataset", None), ("arch", "arch", None), ("check", "check", None),
-        ("what", "fitted → predicted", None), ("reach", "reach (×)", ".1f"), ("targets", "points", None),
-        ("law", "law error (nats)", ".4f"), ("flat", "no-improvement error", ".4f"),
-        ("line", "log-log line error", ".4f"), ("sd", "seed SD", ".4f"),
-        ("advantage", "advantage [95% CI]", None)])
-    if not not_run:
-        return table
-    notes = [f"({i}) {line[2:]}" for i, line in enumerate(not_run, 1)]
-    return Markdown(table.data + "\n\nChecks not run, and why:\n\n" + "\n".join(f"- {n}" for n in notes))
-
-
-def ground_truth_table(results: dict):
-    """Per architecture on a dataset with an exact entropy rate: H*, the fitted E with its interval, their
-    relative difference, and the exponents of the law refitted with its floor fixed at H*."""
-    from .report import markdown_table
-
-    rows = []
-    for d, arch, g in _rows(results, "ground_truth"):
-        fixed = g["fixed_floor"]
-        rows.append({"dataset": d, "arch": arch, "H": g["H"], "E": format_ci(g, "E", ".4f"),
-                     "rel": g["E_rel_error"], "covers": {True: "yes", False: "no"}.get(g["covers"], "—"),
-                     "alpha": format_ci(fixed, "alpha"), "beta": format_ci(fixed, "beta"), "r2": fixed.get("r2")})
-    return markdown_table(rows, [
-        ("dataset", "dataset", None), ("arch", "arch", None), ("H", "H* (nats)", ".4f"),
-        ("E", "fitted E [95% CI]", None), ("rel", "(E − H*)/H*", ".1%"), ("covers", "interval covers H*", None),
-        ("alpha", "L − H*: α [95% CI]", None), ("beta", "L − H*: β [95% CI]", None), ("r2", "L − H*: R²", ".4f")])
-
-
-def gap_table(results: dict):
-    """The Transformer-LSTM difference of the joint laws at equal N (and D) and at equal compute."""
-    from .report import markdown_table
-
-    rows = []
-    for d, ds in results["datasets"].items():
-        gap = ds.get("architecture_gap")
-        for r in (gap or {}).get("rows", []):
-            at = f"N = {r['at']:,.0f}, D = {r['D']:,}" if "D" in r else f"C = {r['at']:.2e} FLOPs"
-            rows.append({"dataset": d, "where": r["where"], "at": at, "diff": format_ci(
-                {"v": r["difference"], "v_ci": r["ci"]}, "v", "+.3f"), "verdict": r["verdict"]})
-    return markdown_table(rows, [("dataset", "dataset", None), ("where", "compared at", None), ("at", "", None),
-                                 ("diff", "transformer − lstm (nats) [95% CI]", None), ("verdict", "verdict", None)])
-
-
-def sensitivity_table(results: dict):
-    """The joint law's exponents and floor under other choices of N, Huber δ and sizes."""
-    from .report import markdown_table
-
-    rows = [{"dataset": d, "arch": arch, **row} for d, arch, rs in _rows(results, "sensitivity") for row in rs]
-    for row in rows:
-        row["variant"] = row["variant"] + (f" (not fitted: {row['error']})" if "error" in row else "")
-    return markdown_table(rows, [
-        ("dataset", "dataset", None), ("arch", "arch", None), ("variant", "variant", None), ("alpha", "α", ".3f"),
-        ("beta", "β", ".3f"), ("E", "E (nats)", ".3f"), ("a", "β/(α+β)", ".2f")])
-
-
-def single_budget_table(results: dict):
-    """L(N) = a N^-alpha + c at one common D (the original project's law) beside the joint law's alpha."""
-    from .report import markdown_table
-
-    rows = []
-    for d, arch, f in _rows(results, "single_budget"):
-        joint = results["datasets"][d]["joint"].get(arch, {})
-        rows.append({"dataset": d, "arch": arch, "D": f.get("D"),
-                     "alpha": format_ci(f, "alpha") if "alpha" in f else f.get("error"), "c": format_ci(f, "c"),
-                     "r2": f.get("r2"), "joint": format_ci(joint, "alpha")})
-    return markdown_table(rows, [
-        ("dataset", "dataset", None), ("arch", "arch", None), ("D", "D (tokens)", ",d"),
-        ("alpha", "single budget: α [95% CI]", None), ("c", "c (nats) [95% CI]", None), ("r2", "R²", ".4f"),
-        ("joint", "joint law: α [95% CI]", None)])
-
-
-def compute_table(results: dict):
-    """L(C) = a C^-alpha_C + c on each architecture's compute frontier."""
-    from .report import markdown_table
-
-    rows = [{"dataset": d, "arch": arch, "alpha": format_ci(c, "alpha"), "c": format_ci(c, "c"),
-             "points": len(c.get("frontier_flops", [])), "draws": c.get("n_boot")}
-            for d, arch, c in _rows(results, "compute")]
-    return markdown_table(rows, [
-        ("dataset", "dataset", None), ("arch", "arch", None), ("points", "frontier points", None),
-        ("alpha", "α_C [95% CI]", None), ("c", "c (nats) [95% CI]", None), ("draws", "bootstrap draws", None)])
-
-
-def findings(results: dict) -> dict[str, object]:
-    """The numbers and verdicts the report's prose cites, by glue name (``<dataset>_<arch>_<quantity>``)."""
-    values: dict[str, object] = {"n_runs": len(results["runs"]), "n_boot": results["parameters"]["n_boot"],
-                                 "holdout_factor_N": HOLDOUT_FACTORS["N"], "holdout_factor_D": HOLDOUT_FACTORS["D"]}
-    for d, ds in results["datasets"].items():
-        ratios = [b["D_per_N"] for bs in ds["budgets"].values() for b in bs]
-        values[f"{d}_min_tokens_per_param"], values[f"{d}_max_tokens_per_param"] = min(ratios), max(ratios)
-        for arch, j in ds["joint"].items():
-            p = f"{d}_{arch}"
-            opt = j.get("optimal_exponents") or {}
-            for key, src in (("E", j), ("alpha", j), ("beta", j), ("a", opt), ("a_own_flops", opt)):
-                values[f"{p}_joint_{key}"] = src.get(key)
-                lo, hi = src.get(f"{key}_ci") or [None, None]
-                values[f"{p}_joint_{key}_lo"], values[f"{p}_joint_{key}_hi"] = lo, hi
-            values[f"{p}_joint_r2"] = j.get("r2")
-            sizes = [b["N"] for b in ds["budgets"].get(arch, [])]
-            values[f"{p}_N_min"], values[f"{p}_N_max"] = (min(sizes), max(sizes)) if sizes else (None, None)
-            values[f"{p}_joint_draws"], values[f"{p}_joint_failed"] = j.get("n_boot"), j.get("n_failed")
-            for axis, h in ds.get("holdout", {}).get(arch, {}).items():
-                q = f"{p}_holdout_{axis}"
-                values[f"{q}_summary"] = holdout_summary(h)
-                for key in ("law_error", "flat_error", "loglinear_error", "seed_sd", "extrapolation"):
-                    values[f"{q}_{key}"] = h.get(key)
-            runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch]
-            best = min(runs, key=lambda r: r["test_loss"])
-            values[f"{p}_best_test"], values[f"{p}_best_bpc"] = best["test_loss"], best["test_bpc"]
-            single = ds["single_budget"].get(arch, {})
-            values[f"{p}_single_alpha"], values[f"{p}_single_D"] = single.get("alpha"), single.get("D")
-            values[f"{p}_compute_alpha"] = ds["compute"].get(arch, {}).get("alpha")
-            g = ds.get("ground_truth", {}).get(arch)
-            if g:
-                values[f"{p}_gt_E_rel_pct"] = 100 * g["E_rel_error"]
-                values[f"{p}_gt_covers"] = {True: "covers", False: "does not cover"}.get(g["covers"],
-                                                                                          "has no interval for")
-                values[f"{p}_gt_fixed_alpha"] = g["fixed_floor"].get("alpha")
-                values[f"{p}_gt_fixed_beta"] = g["fixed_floor"].get("beta")
-                values[f"{p}_gt_fixed_r2"] = g["fixed_floor"].get("r2")
-        for arch, gains in ds["last_doubling_gain"].items():
-            if gains:
-                values[f"{d}_{arch}_gain_largest"] = gains.get(max(ds["budgets"][arch], key=lambda b: b["N"])["size"])
-                values[f"{d}_{arch}_gain_smallest"] = gains.get(min(ds["budgets"][arch], key=lambda b: b["N"])["size"])
-        for r in (ds.get("architecture_gap") or {}).get("rows", []):
-            values[f"{d}_gap_{r['where'].replace(' ', '_')}"] = r["verdict"]
-        if ds.get("entropy_rate") is not None:
-            values[f"{d}_entropy_rate"] = ds["entropy_rate"]
-            values[f"{d}_min_test"] = ds["min_test_loss"]
-            values[f"{d}_n_below_floor"] = len(ds["below_floor"])
-    return values
-
-
-def holdout_summary(h: dict) -> str:
-    """One held-out check in a sentence: the errors, the seed spread and the verdict, or why it did not run."""
-    if "error" in h:
-        return f"could not run ({h['error']})"
-    sd = "one seed only" if h["seed_sd"] is None else f"{h['seed_sd']:.4f}"
-    return (f"the law errs by {h['law_error']:.4f} nats/char, the baselines by {h['flat_error']:.4f} (no further "
-            f"improvement) and {h['loglinear_error']:.4f} (log-log line), the seeds differ by {sd}: {h['verdict']}")
-
-
-def glue_findings(results: dict) -> None:
-    """Glue every finding (myst-nb) as formatted text, so that the book's prose cites computed values,
-    never typed ones; a missing number reads "n/a (...)" with the reason, never "nan"."""
-    from .report import glue_text
-
-    for name, value in findings(results).items():
-        glue_text(name, value, _finding_spec(name), missing=_finding_missing(name))
-
-
-def _finding_spec(name: str) -> str:
-    """The display format of a finding, by its glue name."""
-    if name.endswith(("entropy_rate", "min_test", "_error", "_seed_sd")):
-        return ".4f"
-    if name.endswith(("tokens_per_param", "_single_D", "_N_min", "_N_max")):
-        return ",.0f"
-    if name.startswith("holdout_factor"):
-        return "g"
-    if name.endswith(("_pct", "extrapolation")):
-        return ".1f"
-    if name.startswith("n_") or "_n_" in name or name.endswith(("_draws", "_failed")):
-        return "d"
-    return ".3f"
-
-
-def _finding_missing(name: str) -> str:
-    """Why a finding can be missing, for the reader."""
-    if "_joint_" in name or "_gt_" in name:
-        return "the joint L(N, D) fit did not converge or has no interval"
-    if "_holdout_" in name:
-        return "the held-out check could not run"
-    if "_compute_" in name:
-        return "no L(C) fit"
-    if "_single_" in name:
-        return "no single-budget fit"
-    if "_seed_sd" in name:
-        return "one seed only"
-    return "not measured"
-
-
-def floor_check(results: dict):
-    """Per dataset with an exact entropy rate: H*, the best test loss, and any run below H* (loudly)."""
-    from IPython.display import Markdown
-
-    lines = []
-    for d, ds in results["datasets"].items():
-        if ds.get("entropy_rate") is None:
-            continue
-        h, best = ds["entropy_rate"], ds["min_test_loss"]
-        lines.append(f"- **{d}**: H* = {h:.4f} nats/char; best test loss {best:.4f} ({best - h:+.4f} above H*).")
-        if ds["below_floor"]:
-            lines.append(f"  **WARNING: {len(ds['below_floor'])} run(s) below the exact entropy rate, which is "
-                         f"impossible without leakage or a bug: {', '.join(ds['below_floor'])}.**")
-        else:
-            lines.append("  No run is below H*.")
-    return Markdown("\n".join(lines) or "No dataset with an exact entropy rate was analysed.")

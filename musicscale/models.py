@@ -296,17 +296,3 @@ def size_grid_table(archs: tuple[str, ...] | None = None, sizes: tuple[str, ...]
                     vocab_size: int = 100, context_length: int = 128) -> list[dict]:
     """:func:`describe` for every (arch, size) of a grid (every registered family by default)."""
     return [describe(a, s, vocab_size, context_length) for a in (archs or tuple(ARCHITECTURES)) for s in sizes]
-
-
-def grid_markdown(archs: tuple[str, ...] | list[str], sizes: tuple[str, ...] | list[str], vocab_size: int,
-                  context_length: int):
-    """The size grid as a Markdown table: shape, total and non-embedding parameters, FLOPs per token."""
-    from .report import markdown_table
-
-    rows = []
-    for r in size_grid_table(tuple(archs), tuple(sizes), vocab_size, context_length):
-        r["shape"] = SIZE_GRIDS[r["arch"]][r["size"]].shape()
-        rows.append(r)
-    return markdown_table(rows, [("arch", "arch", None), ("size", "size", None), ("shape", "shape", None),
-                                 ("params_total", "params (total)", ","), ("params_non_embedding", "N (non-emb.)", ","),
-                                 ("flops_per_token", "train FLOPs/token", ",")])

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 STAGES = ("01_data", "02_tokenize", "03_train", "04_analyze", "05_generate")
 
-# Parameters per stage on top of each notebook's own defaults, which are the smoke run.
+# Parameters per stage on top of the defaults of each stage's Params (musicscale/stages), which are the smoke run
+# and which each notebook's parameters cell repeats.
 PROFILES: dict[str, dict[str, dict]] = {
     "smoke": {},
     "default": {
@@ -83,14 +84,12 @@ def notebook_parameters(stage: str) -> dict[str, dict]:
 
 
 def check_parameters(params: dict[str, dict]) -> None:
-    """Reject, before anything runs, a parameter that a stage notebook does not declare (papermill would
-    only log it and run with the default)."""
+    """Check every stage's parameters against its ``Params`` before anything runs: an unknown name (which
+    papermill would only log, running with the default) or a bad value is a ValueError naming it."""
+    from .stages import STAGES as MODULES
+
     for stage, values in params.items():
-        allowed = notebook_parameters(stage)
-        unknown = sorted(set(values) - set(allowed))
-        if unknown:
-            raise ValueError(f"{stage}: unknown parameter(s) {unknown}; notebooks/{stage}.ipynb declares "
-                             f"{sorted(allowed)}")
+        MODULES[stage].Params.build(**values)
 
 
 def execute_stage(stage: str, parameters: dict, out_dir: Path = ROOT / "book" / "stages") -> Path:

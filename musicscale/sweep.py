@@ -18,14 +18,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .models import SIZE_GRIDS, architecture, check_arch_size, describe
-from .params import as_int, as_list, as_optional_list
+from .models import architecture, check_arch_size, describe
+from .params import as_int
 from .train import TrainConfig, schedule_points, train
 from .workdir import (
     CorruptArtifactError,
     Workdir,
+    data_fingerprint,
     fingerprint,
     load_torch,
     move_aside,
@@ -68,8 +68,6 @@ def grid(datasets: Iterable[str], archs: Iterable[str], sizes: Iterable[str], se
 def load_tokens(workdir: Workdir, dataset: str) -> tuple[dict[str, np.ndarray], dict]:
     """The three split streams and the meta of a tokenized dataset; ``meta["fingerprint"]`` is computed
     from the arrays themselves, so it always describes the data a run is given."""
-    from .datasets import data_fingerprint
-
     meta = read_json(workdir.require(workdir.tokens_meta(dataset)))
     tokens = {s: np.load(workdir.require(workdir.tokens(dataset, s))) for s in ("train", "val", "test")}
     meta["fingerprint"] = data_fingerprint({s: fingerprint(a) for s, a in tokens.items()}, meta["vocabulary"])
@@ -243,19 +241,23 @@ def token_budget(arch: str, size: str, context_length: int, batch_size: int, *, 
     return int(min(max(steps, min_steps), max_steps)) * batch_tokens
 
 
+SCHEDULE_CHECK = {"seeds": 2, "points": 2}  # what a schedule check leaves out: seeds, and branch lengths checked
+
+
 @dataclass(frozen=True)
 class Study:
-    """What the train stage runs, besides the :class:`TrainConfig` fields shared by every run."""
+    """What the train stage runs, besides the :class:`TrainConfig` fields shared by every run. The train
+    stage's parameters (:class:`musicscale.stages.train.Params`) hold the defaults."""
 
-    tokens_per_param: float = 30.0  # the longest branch of a size is about this many tokens per parameter ...
-    min_steps: int = 256  # ... but at least this many optimizer steps (the shortest branch needs a few) ...
-    max_steps: int = 1024  # ... and at most this many (the profile's time budget)
-    extra_seeds: int = 0  # more seeds (seed + 1, ...) of the sizes below
-    extra_seed_sizes: tuple[str, ...] = ()
-    lr_factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)  # the search grid, times the architecture's rate
-    lr_probe_branches: int = 3  # a probe trains the shortest branches of its size's run and is scored on the last
-    lr_max_extensions: int = 6  # grid points added at an end while the best rate is at that end
-    schedule_check: dict | None = None  # {"dataset", "arch", "size", "seeds", "points"}: cosine runs vs branches
+    tokens_per_param: float  # the longest branch of a size is about this many tokens per parameter ...
+    min_steps: int  # ... but at least this many optimizer steps (the shortest branch needs a few) ...
+    max_steps: int  # ... and at most this many (the profile's time budget)
+    extra_seeds: int  # more seeds (seed + 1, ...) of the sizes below
+    extra_seed_sizes: tuple[str, ...]
+    lr_factors: tuple[float, ...]  # the search grid, times the architecture's rate
+    lr_probe_branches: int  # a probe trains the shortest branches of its size's run and is scored on the last
+    lr_max_extensions: int  # grid points added at an end while the best rate is at that end
+    schedule_check: dict | None  # {"dataset", "arch", "size", "seeds", "points"}: cosine runs vs branches
 
     def __post_init__(self) -> None:
         for name in ("min_steps", "max_steps"):
@@ -277,7 +279,7 @@ class Study:
                 raise ValueError(f"schedule_check must be None or a dict with dataset, arch and size (and optionally "
                                  f"seeds and points), got {self.schedule_check!r}")
             for key in ("seeds", "points"):
-                as_int(f"schedule_check[{key!r}]", self.schedule_check.get(key, 2), minimum=1)
+                as_int(f"schedule_check[{key!r}]", self.schedule_check.get(key, SCHEDULE_CHECK[key]), minimum=1)
 
 
 def plan_runs(datasets: Sequence[str], archs: Sequence[str], sizes: Sequence[str], seed: int, base: TrainConfig,
@@ -353,8 +355,8 @@ def schedule_check_specs(mains: Sequence[RunSpec], check: dict, seed: int) -> li
         raise ValueError(f"schedule_check: {check['dataset']}/{check['arch']}-{check['size']} is not a run of "
                          "this study (check its dataset, arch and size against datasets, archs and sizes)")
     cfg = main.config
-    ends = [p.end for p in schedule_points(cfg)][-int(check.get("points", 2)):]
-    seeds = range(seed, seed + int(check.get("seeds", 2)))
+    ends = [p.end for p in schedule_points(cfg)][-int(check.get("points", SCHEDULE_CHECK["points"])):]
+    seeds = range(seed, seed + int(check.get("seeds", SCHEDULE_CHECK["seeds"])))
     wsd = [RunSpec(main.dataset, replace(cfg, seed=s)) for s in seeds]
     cosine = [RunSpec(main.dataset, replace(cfg, seed=s, schedule="cosine", token_budget=e * cfg.batch_tokens,
                                             n_evals=1, train_branches=None), "cosine")
@@ -383,7 +385,7 @@ def compare_schedules(wsd: Sequence[dict], cosine: Sequence[dict]) -> list[dict]
 
 
 @contextmanager
-def _cluster(n_workers: int, scheduler_address: str | None):
+def cluster(n_workers: int, scheduler_address: str | None):
     """A Dask client for the runs (an existing scheduler, a local cluster of ``n_workers``), or None."""
     if scheduler_address:
         from dask.distributed import Client
@@ -398,195 +400,3 @@ def _cluster(n_workers: int, scheduler_address: str | None):
                 yield client
     else:
         yield None
-
-
-def train_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None, archs: Sequence[str],
-                sizes: Sequence[str], seed: int = 0, n_workers: int = 1, scheduler_address: str | None = None,
-                log: Callable[[str], None] | None = print, study: dict | None = None, **train_kwargs) -> dict:
-    """The train stage: for every tokenized dataset, the learning-rate search, the main runs (skipping
-    finished ones) and the optional schedule check. Returns ``{"runs", "lr_search", "schedule_check"}`` and
-    writes ``runs/<dataset>/{sweep_results,lr_search,schedule_check}.json``.
-
-    ``train_kwargs`` are :class:`TrainConfig` fields (context_length, n_branches, ...); ``study`` holds
-    :class:`Study` fields. ``n_workers > 1`` runs on a local Dask cluster; ``scheduler_address`` connects
-    to an existing one (e.g. ``tcp://host:8786``).
-    """
-    wd = Workdir(workdir)
-    datasets = as_optional_list("datasets", datasets) or wd.datasets("tokens")
-    if not datasets:
-        wd.require(wd.tokens_meta("<dataset>"))
-    archs = as_list("archs", archs, allowed=SIZE_GRIDS)
-    sizes = as_list("sizes", sizes)
-    as_int("seed", seed)
-    as_int("n_workers", n_workers, minimum=1)
-    study = dict(study or {})
-    if "extra_seed_sizes" in study:
-        study["extra_seed_sizes"] = tuple(as_list("extra_seed_sizes", study["extra_seed_sizes"], allow_empty=True))
-    if "lr_factors" in study:
-        study["lr_factors"] = tuple(float(f) for f in as_list("lr_factors", study["lr_factors"], item=(int, float)))
-    plan = Study(**study)
-    device = train_kwargs.get("device", "auto")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but torch sees no CUDA device; use 'auto' or 'cpu'")
-    train_kwargs.setdefault("threads", 1)  # one thread per run: deterministic, and runs go in parallel
-    check_splits(wd, datasets, as_int("context_length", train_kwargs.get("context_length",
-                                                                          TrainConfig.context_length), minimum=1))
-    # the shape of every run (its budget is set per size below; the largest one checks the schedule fits)
-    batch_tokens = train_kwargs.get("batch_size", TrainConfig.batch_size) * train_kwargs.get(
-        "context_length", TrainConfig.context_length)
-    try:
-        base = TrainConfig(**{"token_budget": plan.min_steps * batch_tokens, **train_kwargs})
-    except ValueError as err:
-        raise ValueError(f"{err} (the shortest size gets min_steps={plan.min_steps} steps: raise min_steps or "
-                         "lower n_branches)") from err
-    mains = plan_runs(datasets, archs, sizes, seed, base, plan)  # every budget is checked here, before any run
-    if plan.schedule_check:
-        schedule_check_specs(mains, plan.schedule_check, seed)
-    with _cluster(n_workers, scheduler_address) as client:
-        searched = lr_search(wd, [m for m in mains if m.config.seed == seed], plan, client=client, log=log)
-        for dataset in datasets:
-            write_json(wd.lr_search(dataset), [v for k, v in searched.items() if k[0] == dataset])
-        lrs = {k: v["chosen"] for k, v in searched.items()}
-        mains = plan_runs(datasets, archs, sizes, seed, base, plan, lrs)
-        runs = run_sweep(wd.root, mains, client=client, log=log)
-        checked: list[dict] = []
-        if plan.schedule_check:
-            specs = schedule_check_specs(mains, plan.schedule_check, seed)
-            results = run_sweep(wd.root, specs, client=client, log=log, index=False)
-            checked = compare_schedules([r for s, r in zip(specs, results) if s.kind == "main"],
-                                        [r for s, r in zip(specs, results) if s.kind == "cosine"])
-            for row in checked:
-                row.update({k: plan.schedule_check[k] for k in ("dataset", "arch", "size")})
-            write_json(wd.schedule_check(plan.schedule_check["dataset"]), checked)
-    return {"runs": runs, "lr_search": list(searched.values()), "schedule_check": checked}
-
-
-def check_splits(wd: Workdir, datasets: Sequence[str], context_length: int) -> None:
-    """Every split of every dataset must be longer than one context window; the error names which is not."""
-    for d in datasets:
-        wd.require(wd.tokens_meta(d))
-        for split in ("train", "val", "test"):
-            n = len(np.load(wd.require(wd.tokens(d, split)), mmap_mode="r"))
-            if n < context_length + 2:
-                raise ValueError(f"context_length={context_length} is too long for dataset {d!r}: its {split} split "
-                                 f"has {n} tokens, and training needs at least context_length + 2")
-
-
-def runs_table(results: Sequence[dict]):
-    """One row per run: dataset, model, N, its longest branch D and D/N, validation and test loss there."""
-    from .report import markdown_table
-
-    rows = sorted(results, key=lambda r: (r["dataset"], r["arch"], r["params_non_embedding"], r["seed"]))
-    rows = [{**r, "d_per_n": r["tokens_seen"] / r["params_non_embedding"], "lr": r["config"]["lr"],
-             "points": len(r["curve"])} for r in rows]
-    return markdown_table(rows, [
-        ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None), ("seed", "seed", None),
-        ("params_non_embedding", "N (non-emb.)", ","), ("lr", "peak rate", ".2e"), ("points", "branches", None),
-        ("tokens_seen", "longest D (tokens)", ","), ("d_per_n", "D/N", ",.0f"),
-        ("val_loss", "val (nats/char)", ".4f"), ("test_loss", "test (nats/char)", ".4f"),
-        ("test_bpc", "test (bits/char)", ".4f")])
-
-
-def budget_table(archs: Sequence[str], sizes: Sequence[str], *, context_length: int, batch_size: int,
-                 n_branches: int, branch_ratio: float = 2.0, **budget):
-    """Per size: N, the longest branch D_max, the shortest D_min, and the range of D/N the branches cover."""
-    from .report import markdown_table
-
-    rows = []
-    for a, s in itertools.product(archs, sizes):
-        n = describe(a, s, vocab_size=128, context_length=context_length)["params_non_embedding"]
-        d_max = token_budget(a, s, context_length, batch_size, **budget)
-        d_min = d_max / branch_ratio ** (n_branches - 1)
-        rows.append({"arch": a, "size": s, "n": n, "d_min": d_min, "d_max": d_max, "lo": d_min / n, "hi": d_max / n})
-    return markdown_table(rows, [
-        ("arch", "arch", None), ("size", "size", None), ("n", "N (non-emb.)", ","),
-        ("d_min", "shortest branch D (tokens)", ",.0f"), ("d_max", "longest branch D (tokens)", ",.0f"),
-        ("lo", "D/N from", ",.1f"), ("hi", "D/N to", ",.0f")])
-
-
-def lr_table(searches: Sequence[dict]):
-    """The learning-rate search: every rate tried with its validation loss, the chosen one marked."""
-    from .report import markdown_table
-
-    rows = []
-    for s in sorted(searches, key=lambda s: (s["dataset"], s["arch"], s["size"])):
-        tried = ", ".join(("**" if r == s["chosen"] else "") + f"{r:.2e}: {v:.4f}" + ("**" if r == s["chosen"] else "")
-                          for r, v in zip(s["rates"], s["val_loss"]))
-        rows.append({**s, "tried": tried, "where": "yes" if s["bracketed"] else "no (at an end after extending)"})
-    return markdown_table(rows, [
-        ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None),
-        ("probe_tokens", "probe D (tokens)", ","), ("tried", "rate: validation loss (nats/char)", None),
-        ("chosen", "chosen rate", ".2e"), ("where", "bracketed", None)])
-
-
-def schedule_check_table(rows: Sequence[dict]):
-    """WSD branch against a cosine run of the same length: mean test losses over seeds and their spread."""
-    from .report import markdown_table
-
-    return markdown_table(rows, [
-        ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None), ("tokens", "D (tokens)", ","),
-        ("seeds", "seeds", None), ("wsd", "WSD branch (nats/char)", ".4f"), ("cosine", "cosine run (nats/char)", ".4f"),
-        ("difference", "WSD − cosine", "+.4f"), ("interval", "± 2 s.e.", lambda v: f"[{v[0]:+.4f}, {v[1]:+.4f}]"),
-        ("wsd_sd", "seed s.d., WSD", ".4f"), ("cosine_sd", "seed s.d., cosine", ".4f")])
-
-
-def context_coverage(workdir: str | Path, context_length: int) -> list[dict]:
-    """Per dataset: the longest test tune in tokens (with its separator) and whether the context covers it."""
-    from .evaluate import covers_every_tune
-
-    wd = Workdir(workdir)
-    rows = []
-    for d in wd.datasets("runs"):
-        if wd.tokens(d, "test").exists():
-            fits, longest = covers_every_tune(np.load(wd.tokens(d, "test")), context_length)
-            rows.append({"dataset": d, "context_length": context_length, "longest": longest, "covered": fits})
-    return rows
-
-
-def glue_study(study: dict, coverage: Sequence[dict], parameters: dict) -> None:
-    """Glue what the methods page cites about the training design (names prefixed ``train_``)."""
-    from .report import glue_text
-
-    for name, value in parameters.items():
-        glue_text(f"train_{name}", value, ",")
-    for row in coverage:
-        glue_text(f"train_{row['dataset']}_longest_test_tune", row["longest"], ",")
-        glue_text(f"train_{row['dataset']}_context_covers", "covers every test tune" if row["covered"] else
-                  "does not cover every test tune (longer ones are scored with overlapping windows)")
-    searches = study["lr_search"]
-    glue_text("train_n_lr_searches", len(searches), "d")
-    glue_text("train_n_lr_bracketed", sum(s["bracketed"] for s in searches), "d")
-    glue_text("train_n_lr_probes", sum(len(s["rates"]) for s in searches), "d")
-    check = study["schedule_check"]
-    if check:
-        glue_text("train_check_model", f"{check[0]['dataset']} {check[0]['arch']} {check[0]['size']}")
-        glue_text("train_check_seeds", check[0]["seeds"], "d")
-        glue_text("train_check_summary", "; ".join(
-            f"at D = {r['tokens']:,} the WSD branch is {r['difference']:+.4f} nats/char from the cosine run "
-            + (f"(± 2 s.e. [{r['interval'][0]:+.4f}, {r['interval'][1]:+.4f}], "
-               + ("within seed noise)" if r["within_noise"] else "outside seed noise)") if "interval" in r
-               else "(one seed: no interval)") for r in check))
-        n_within = sum(r.get("within_noise", False) for r in check)
-        glue_text("train_check_verdict", f"{n_within} of {len(check)}")
-        lower = sum(r["difference"] < 0 for r in check)
-        glue_text("train_check_direction", f"lower than the cosine run's at {lower} of {len(check)}")
-
-
-def glue_tables(study: dict) -> None:
-    """Glue the learning-rate table and the schedule check, which the methods page shows."""
-    from myst_nb import glue
-
-    from .report import html_table
-
-    glue("train_lr_table", html_table(lr_table(study["lr_search"])), display=False)
-    glue("train_check_table", html_table(schedule_check_table(study["schedule_check"])), display=False)
-
-
-def throughput_table(results: Sequence[dict]):
-    """Measured training speed per run (wall time excludes evaluation): varies with the machine."""
-    from .report import markdown_table
-
-    rows = sorted(results, key=lambda r: (r["dataset"], r["arch"], r["params_non_embedding"], r["seed"]))
-    return markdown_table(rows, [
-        ("dataset", "dataset", None), ("run", "run", None), ("device", "device", None),
-        ("threads", "threads", None), ("wall_time_s", "train time (s)", ".1f"), ("tokens_per_s", "tokens/s", ",.0f")])

@@ -41,17 +41,18 @@ NATS_TO_BITS = 1.0 / math.log(2.0)
 
 @dataclass
 class TrainConfig:
-    """Everything that determines a run besides the data; notebook parameters override these."""
+    """Everything that determines a run besides the data. The train stage's parameters
+    (:class:`musicscale.stages.train.Params`) take the defaults of the run's shape from here."""
 
     arch: str = "transformer"
     size: str = "tiny"
     seed: int = 0
     token_budget: int = 200_000  # tokens of the longest branch (WSD) or of the whole run (cosine)
-    context_length: int = 128
-    batch_size: int = 32
+    context_length: int = 64
+    batch_size: int = 16
     lr: float | None = None  # peak rate; None: the architecture's default below
     schedule: str = "wsd"  # "wsd" (trunk + cooldown branches) or "cosine"
-    n_branches: int = 6  # WSD: cooldown points at token_budget / branch_ratio^k, k = 0 .. n_branches - 1
+    n_branches: int = 3  # WSD: cooldown points at token_budget / branch_ratio^k, k = 0 .. n_branches - 1
     branch_ratio: float = 2.0
     cooldown_frac: float = 0.2  # WSD: each branch decays over this fraction of its length
     train_branches: int | None = None  # WSD: train only the shortest few branches (a learning-rate probe)
@@ -60,7 +61,7 @@ class TrainConfig:
     n_evals: int = 4  # cosine: evaluations along the run
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    eval_tokens: int = 65_536  # validation tokens (whole tunes) per point; the test split is measured whole
+    eval_tokens: int = 8192  # validation tokens (whole tunes) per point; the test split is measured whole
     device: str = "auto"
     threads: int | None = None  # torch CPU threads; None leaves torch's default
 
@@ -136,6 +137,15 @@ def warmup_steps(cfg: TrainConfig) -> int:
     cosine run."""
     base = cfg.total_steps if cfg.schedule == "cosine" else schedule_points(cfg)[0].end
     return max(1, round(cfg.warmup_frac * base))
+
+
+def check_device(device: str) -> str:
+    """``device`` if it names a device this machine has (``auto``, ``cpu``, ``cuda[:i]``); ValueError otherwise."""
+    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but torch sees no CUDA device; use 'auto' or 'cpu'")
+    return device
 
 
 def resolve_device(device: str) -> torch.device:
@@ -292,7 +302,7 @@ def train(
     entry per point (tokens, FLOPs of a run of that length, validation and test loss). A learning-rate probe
     (``train_branches`` set) measures the validation loss only: its test loss is never computed.
     ``callback`` is called with each point after the checkpoint is written (tests interrupt there).
-    ``data_fingerprint`` identifies the token streams (:func:`musicscale.datasets.data_fingerprint`): a
+    ``data_fingerprint`` identifies the token streams (:func:`musicscale.workdir.data_fingerprint`): a
     checkpoint is resumed only if it was made with the same configuration and the same data.
     """
     run_dir = Path(run_dir)

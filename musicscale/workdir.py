@@ -22,7 +22,7 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +175,12 @@ def fingerprint(*parts: Any) -> str:
             h.update(json.dumps(_json_safe(part), sort_keys=True).encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
+
+
+def data_fingerprint(split_fingerprints: dict[str, str], vocabulary: Sequence[str]) -> str:
+    """The fingerprint of a tokenized dataset: its vocabulary and the fingerprint of each split's tokens.
+    A run records it; a run, checkpoint or sample made from other data is never reused."""
+    return fingerprint(list(vocabulary), {s: split_fingerprints[s] for s in SPLITS})
 
 
 def file_fingerprint(path: str | os.PathLike[str]) -> str:

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from musicscale import analysis, plots
+from musicscale import plots
+from musicscale.stages import analyze
 from musicscale.workdir import Workdir, read_json, write_json
 
 SIZES = {"micro": 2e3, "tiny": 7e3, "small": 3e4, "medium": 9e4, "large": 2e5, "xl": 4.5e5}
@@ -43,7 +44,7 @@ def toy_workdir(tmp_path):
 
 
 def test_analysis_writes_the_contract_and_recovers_the_law(toy_workdir):
-    results = analysis.analyze(toy_workdir.root, n_boot=200, seed=0)
+    results = analyze.run(toy_workdir.root, n_boot=200, seed=0)
     saved = read_json(toy_workdir.experiment_results)
     assert len(saved["runs"]) == len(results["runs"]) == 6 * 2 + 4 * 2 * 2
     toy = saved["datasets"]["toy"]
@@ -90,23 +91,23 @@ def test_losses_below_the_exact_entropy_rate_are_flagged(toy_workdir):
     meta = {"vocab_size": 40, "entropy_rate": {"test": 2.5}, "fingerprint": "toy-data"}
     write_json(toy_workdir.tokens_meta("toy"), meta)
     with pytest.warns(RuntimeWarning, match="below the entropy floor"):
-        results = analysis.analyze(toy_workdir.root, n_boot=0)
+        results = analyze.run(toy_workdir.root, n_boot=0)
     assert len(results["datasets"]["toy"]["below_floor"]) > 0
-    assert "WARNING" in analysis.floor_check(results).data
+    assert "WARNING" in analyze.floor_check(results).data
 
 
 def test_figures_and_tables_render(toy_workdir, tmp_path):
-    results = analysis.analyze(toy_workdir.root, n_boot=50, workers=1)
+    results = analyze.run(toy_workdir.root, n_boot=50, workers=1)
     for make in (plots.scaling_laws, plots.architecture_comparison, plots.training_curves, plots.compute_frontier,
                  plots.joint_law, plots.holdout):
         plots.save(make(results), tmp_path / f"{make.__name__}.png")
         assert (tmp_path / f"{make.__name__}.png").stat().st_size > 10_000
-    for table, rows in ((analysis.joint_table, 2), (analysis.holdout_table, 4), (analysis.ground_truth_table, 2),
-                        (analysis.gap_table, 4), (analysis.sensitivity_table, 10), (analysis.single_budget_table, 2),
-                        (analysis.compute_table, 2)):
+    for table, rows in ((analyze.joint_table, 2), (analyze.holdout_table, 4), (analyze.ground_truth_table, 2),
+                        (analyze.gap_table, 4), (analyze.sensitivity_table, 10), (analyze.single_budget_table, 2),
+                        (analyze.compute_table, 2)):
         text = table(results).data
         assert len(text.splitlines()) == 2 + rows and "toy" in text, table.__name__  # header, rule, rows
-    values = analysis.findings(results)
+    values = analyze.findings(results)
     assert values["toy_transformer_joint_alpha"] == results["datasets"]["toy"]["joint"]["transformer"]["alpha"]
     assert "the law predicts better" in values["toy_transformer_holdout_N_summary"]
     assert values["toy_gap_largest_N"].startswith("the transformer is lower")
@@ -115,7 +116,7 @@ def test_figures_and_tables_render(toy_workdir, tmp_path):
 
 def test_missing_sweep_names_the_notebook(tmp_path):
     with pytest.raises(FileNotFoundError, match="03_train.ipynb"):
-        analysis.analyze(tmp_path)
+        analyze.run(tmp_path)
 
 
 def test_validity_figure_draws_when_no_model_has_checkable_bars(tmp_path):

@@ -11,16 +11,18 @@ import numpy as np
 import pytest
 from toy_data import markov_tunes
 
-from musicscale import analysis, datasets, generate, pipeline, sweep
+from musicscale import pipeline, sweep
 from musicscale.__main__ import main
 from musicscale.params import as_list
+from musicscale.stages import analyze, data, generate, train
 from musicscale.tokenizer import CharTokenizer
 from musicscale.train import TrainConfig
-from musicscale.workdir import Workdir, read_json, remove_partial_files, write_json
+from musicscale.workdir import Workdir, data_fingerprint, fingerprint, read_json, remove_partial_files, write_json
 
 KW = dict(archs=["transformer", "lstm"], sizes=["micro"], context_length=16, batch_size=8, n_branches=2,
-          eval_tokens=512, device="cpu",
-          study=dict(min_steps=8, max_steps=8, lr_factors=[0.5, 1.0, 2.0], lr_probe_branches=1, lr_max_extensions=0))
+          eval_tokens=512, device="cpu", min_steps=8, max_steps=8, lr_factors=[0.5, 1.0, 2.0], lr_probe_branches=1,
+          lr_max_extensions=0, extra_seeds=0, schedule_check=None)
+RUN_KEYS = ("context_length", "batch_size", "n_branches", "eval_tokens", "device")
 
 
 def retokenize(wd: Workdir, dataset: str, seed: int) -> None:
@@ -31,33 +33,33 @@ def retokenize(wd: Workdir, dataset: str, seed: int) -> None:
     for name, tunes in splits.items():
         stream = tok.encode_tunes(tunes)
         np.save(wd.tokens(dataset, name), stream)
-        fps[name] = datasets.fingerprint(stream)
+        fps[name] = fingerprint(stream)
     write_json(wd.tokens_meta(dataset), {"vocab_size": tok.vocab_size, "vocabulary": tok.itos,
-                                         "fingerprint": datasets.data_fingerprint(fps, tok.itos)})
+                                         "fingerprint": data_fingerprint(fps, tok.itos)})
 
 
 # 2. stale results are never reused after the data change
 def test_runs_trained_on_other_data_are_trained_again(tokenized_workdir):
     wd = tokenized_workdir
-    first = sweep.train_stage(wd.root, log=None, **KW)["runs"]
+    first = train.run(wd.root, log=None, **KW)["runs"]
     retokenize(wd, "markov", seed=7)
-    with pytest.raises(analysis.NoRunsError, match=r"dataset 'markov': 2 of 2 runs .* other data.*03_train"):
-        analysis.load_sweep(wd.root)
+    with pytest.raises(analyze.NoRunsError, match=r"dataset 'markov': 2 of 2 runs .* other data.*03_train"):
+        analyze.load_sweep(wd.root)
     lines: list[str] = []
-    second = sweep.train_stage(wd.root, log=lines.append, **KW)["runs"]
+    second = train.run(wd.root, log=lines.append, **KW)["runs"]
     # every probe (3 rates x 2 architectures) and both main runs: retrained, and the log says why
     assert sum("made with other data" in line or "another configuration" in line for line in lines) == 8, lines
     assert not any("finished earlier" in line for line in lines)
     assert [r["data_fingerprint"] for r in second] != [r["data_fingerprint"] for r in first]
     assert second[0]["test_loss"] != first[0]["test_loss"]
-    assert analysis.load_sweep(wd.root)["markov"][0]["data_fingerprint"] == second[0]["data_fingerprint"]
+    assert analyze.load_sweep(wd.root)["markov"][0]["data_fingerprint"] == second[0]["data_fingerprint"]
 
 
 def test_a_checkpoint_of_other_data_is_not_resumed(tokenized_workdir, tmp_path):
     from musicscale.train import train
 
     tokens, meta = sweep.load_tokens(tokenized_workdir, "markov")
-    cfg = TrainConfig(**{k: v for k, v in KW.items() if k not in ("archs", "sizes", "study")}, arch="lstm",
+    cfg = TrainConfig(**{k: KW[k] for k in RUN_KEYS}, arch="lstm",
                       size="micro", threads=1, token_budget=8 * 8 * 16)
     lines: list[str] = []
     a = train(cfg, tokens, meta["vocab_size"], tmp_path / "a", data_fingerprint="one", log=lines.append)
@@ -119,13 +121,13 @@ def test_interrupted_sweep_leaves_no_empty_dataset_and_analysis_names_it(tokeniz
 
     monkeypatch.setattr(sweep, "run_one", killed_on_other)
     with pytest.raises(KeyboardInterrupt):
-        sweep.train_stage(wd.root, log=None, **KW)
+        train.run(wd.root, log=None, **KW)
     assert len(read_json(wd.sweep_results("markov"))["runs"]) == 2
     assert not wd.sweep_results("other").exists()
-    with pytest.raises(analysis.NoRunsError, match=r"dataset 'other' has no finished run.*03_train"):
-        analysis.analyze(wd.root, n_boot=0)
-    with pytest.raises(analysis.NoRunsError, match=r"dataset 'other'"):
-        generate.generate_stage(wd.root)
+    with pytest.raises(analyze.NoRunsError, match=r"dataset 'other' has no finished run.*03_train"):
+        analyze.run(wd.root, n_boot=0)
+    with pytest.raises(analyze.NoRunsError, match=r"dataset 'other'"):
+        generate.run(wd.root)
 
 
 # 5. a corrupt artifact is named, moved aside, and its run trained again
@@ -133,14 +135,14 @@ def test_interrupted_sweep_leaves_no_empty_dataset_and_analysis_names_it(tokeniz
 def test_corrupt_artifacts_are_moved_aside_and_the_run_retrained(tokenized_workdir, damage):
     wd = tokenized_workdir
     kw = {**KW, "archs": ["lstm"]}
-    (first,) = sweep.train_stage(wd.root, log=None, **kw)["runs"]
+    (first,) = train.run(wd.root, log=None, **kw)["runs"]
     path = wd.run_dir("markov", first["run"]) / damage
     data = path.read_bytes()
     path.write_bytes(b"\x89\xff\x00binary" if damage == "result.json" else data[: len(data) // 2])
     if damage == "checkpoint.pt":
         (wd.run_dir("markov", first["run"]) / "result.json").unlink()  # as if killed before the result was written
     lines: list[str] = []
-    (again,) = sweep.train_stage(wd.root, log=lines.append, **kw)["runs"]
+    (again,) = train.run(wd.root, log=lines.append, **kw)["runs"]
     assert (path.parent / (damage + ".corrupt")).exists()
     assert any(str(path) in line and "moved aside" in line for line in lines), lines
     assert again["test_loss"] == first["test_loss"] and again["curve"] == first["curve"]
@@ -162,7 +164,7 @@ def test_list_parameters_are_checked():
 
 
 def test_train_stage_accepts_papermills_string_lists(tokenized_workdir):
-    results = sweep.train_stage(tokenized_workdir.root, log=None, **{**KW, "archs": '["lstm"]', "sizes": '["micro"]'})
+    results = train.run(tokenized_workdir.root, log=None, **{**KW, "archs": '["lstm"]', "sizes": '["micro"]'})
     assert [r["run"] for r in results["runs"]] == ["lstm-micro-s0-t1024"]
 
 
@@ -182,12 +184,13 @@ def test_corpus_failures_say_why(tmp_path):
     (tmp_path / "nokey.abc").write_text("X:1\nT:a\n|:GABc:|\n\nX:2\nT:b\n|:cBAG:|\n")
     with pytest.raises(ValueError, match=r"0 usable tunes.*garbage\.abc: not UTF-8 or UTF-16 text.*nokey\.abc: "
                                          r"2 tunes without a K: line"):
-        datasets.prepare_datasets(tmp_path / "w", str(tmp_path / "*.abc"))
+        data.run(tmp_path / "w", corpus=str(tmp_path / "*.abc"))
     assert not (tmp_path / "w" / "data").exists() or not any((tmp_path / "w" / "data").iterdir())
     tunes = "\n\n".join(f"X:{i}\nM:4/4\nK:G\n|:{'GABc dedB|' * (i + 1)}:|" for i in range(4))
     (tmp_path / "utf16.abc").write_bytes(tunes.encode("utf-16"))
     (tmp_path / "bom8.abc").write_bytes(b"\xef\xbb\xbf" + tunes.replace("GABc", "ABcd").encode())
-    report = datasets.prepare_dataset(tmp_path / "w", [str(tmp_path / "utf16.abc"), str(tmp_path / "bom8.abc")])
+    report = data.prepare_dataset(tmp_path / "w", [str(tmp_path / "utf16.abc"), str(tmp_path / "bom8.abc")], seed=0,
+                                n_synthetic_tunes=0)
     assert report["kept"] == 8 and report["dropped"] == {}
 
 
@@ -198,14 +201,14 @@ def test_context_length_is_checked_before_training(tokenized_workdir, monkeypatc
     np.save(wd.tokens("short", "val"), np.zeros(20, dtype=np.uint8))
     monkeypatch.setattr(sweep, "run_one", lambda *a, **k: pytest.fail("trained before checking"))
     with pytest.raises(ValueError, match=r"context_length=32 is too long for dataset 'short': its val split has 20"):
-        sweep.train_stage(wd.root, log=None, **{**KW, "context_length": 32})
+        train.run(wd.root, log=None, **{**KW, "context_length": 32})
 
 
 # 10. a workdir under a file is named as such; temporary files of a killed write are removed
 def test_workdir_under_a_file_is_named(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match=r"workdir=.*file/x': .*file is a file, not a folder"):
-        sweep.train_stage(tmp_path / "file" / "x", archs=["lstm"], sizes=["micro"])
+        train.run(tmp_path / "file" / "x", archs=["lstm"], sizes=["micro"])
     with pytest.raises(SystemExit):
         main(["run", "--profile", "smoke", "--workdir", str(tmp_path / "file" / "x")])
 
@@ -228,7 +231,7 @@ def test_two_user_corpora_get_distinct_names(tmp_path):
         text = "\n\n".join(f"X:{i}\nM:4/4\nK:G\n|:{body * (i + 1)}:|" for i in range(5))
         (tmp_path / folder / "tunes" / "set.abc").write_text(text)
     sources = [str(tmp_path / "a" / "tunes" / "*.abc"), str(tmp_path / "b" / "tunes" / "*.abc")]
-    reports = datasets.prepare_datasets(tmp_path / "w", sources)
+    reports = data.run(tmp_path / "w", corpus=sources)
     names = [r["dataset"] for r in reports]
     assert len(set(names)) == 2 and all(n.startswith("tunes-") for n in names)
-    assert datasets.dataset_names(["/x/irish/*.abc", "reels.abc", "music21"]) == ["irish", "reels", "music21"]
+    assert data.dataset_names(["/x/irish/*.abc", "reels.abc", "music21"]) == ["irish", "reels", "music21"]

@@ -1,7 +1,7 @@
 """Choosing the gallery's samples, and the report's tables and glued text."""
 
-from musicscale.generate import best_sample, qualifies, rank_samples, realistic_bars
-from musicscale.report import markdown_table, text_value
+from musicscale.stages.generate import best_sample, qualifies, rank_samples, realistic_bars
+from musicscale.tables import markdown_table, text_value
 
 
 def sample(text: str, *, finished=True, parses=True, checked=0, correct=0, headers=True, novel=True) -> dict:
@@ -48,8 +48,8 @@ def test_numeric_columns_are_right_aligned_and_missing_values_read_na():
 
 
 def test_sheet_music_is_left_out_least_important_first_to_fit_the_page():
-    from musicscale.generate import _fit_budget
     from musicscale.render import gallery_html
+    from musicscale.stages.generate import _fit_budget
 
     items = [{"title": f"t{i}", "svg": "<svg>" + "x" * 1000 + "</svg>", "abc": "X:1", "priority": p}
              for i, p in enumerate((0, 1, 2, 1, 2))]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from musicscale import generate, workers
+from musicscale import workers
+from musicscale.stages import generate
 
 SMOKE = {"n_samples": 4, "max_new_tokens": 300}  # the defaults of notebooks/05_generate.ipynb
 COMPARED = ("samples.jsonl", "summary.json", "best.svg", "best.ogg", "best.mid")
@@ -33,7 +34,7 @@ def test_the_stage_from_scratch_matches_the_pipeline_and_reuses_what_it_saved(sm
     made = smoke_report[0] / "work"
     work = tmp_path / "work"
     shutil.copytree(made, work, ignore=shutil.ignore_patterns("generated"))
-    summaries = generate.generate_stage(work, log=None, **SMOKE)
+    summaries = generate.run(work, log=None, **SMOKE)
     assert running_workers() == []
     page = generate.galleries(work, summaries).data
     assert running_workers() == []
@@ -47,7 +48,7 @@ def test_the_stage_from_scratch_matches_the_pipeline_and_reuses_what_it_saved(sm
         raise AssertionError("a second run started workers")
 
     monkeypatch.setattr(workers, "tune_pool", no_pool)
-    assert generate.generate_stage(work, log=None, **SMOKE) == summaries
+    assert generate.run(work, log=None, **SMOKE) == summaries
     assert generate.galleries(work, summaries).data == page
     assert generate.galleries(made, summaries).data == page
 

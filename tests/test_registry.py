@@ -5,9 +5,10 @@ import torch
 from torch import nn
 from toy_data import markov_tunes
 
-from musicscale import analysis, generate, models, plots, sweep
+from musicscale import models, plots
 from musicscale.corpus import write_split
 from musicscale.models import Architecture, LSTMConfig, register
+from musicscale.stages import analyze, generate, train
 from musicscale.workdir import read_json
 
 
@@ -58,23 +59,22 @@ def text_workdir(tokenized_workdir):
 def test_a_registered_family_goes_through_every_stage(gru_family, text_workdir, tmp_path):
     wd = text_workdir
     study = {"min_steps": 16, "max_steps": 16, "lr_factors": [0.5, 1.0, 2.0], "lr_probe_branches": 1,
-             "lr_max_extensions": 0}
+             "lr_max_extensions": 0, "extra_seeds": 0, "schedule_check": None}
     # the GRU's own size names: plan, probe and train them like any family's
-    out = sweep.train_stage(wd.root, archs=["gru"], sizes=["a", "b", "c"], study=study, context_length=16,
-                            batch_size=8, n_branches=3, eval_tokens=512, device="cpu", log=None)
+    out = train.run(wd.root, archs=["gru"], sizes=["a", "b", "c"], **study, context_length=16, batch_size=8,
+                    n_branches=3, eval_tokens=512, device="cpu", log=None)
     assert {r["arch"] for r in out["runs"]} == {"gru"} and len(out["runs"]) == 3
     assert all(s["rates"] == [5e-3, 1e-2, 2e-2] for s in out["lr_search"])  # its registered rate is the centre
 
-    results = analysis.analyze(wd.root, n_boot=20, workers=1)
+    results = analyze.run(wd.root, n_boot=20, workers=1)
     ds = results["datasets"]["markov"]
     assert set(ds["joint"]) == {"gru"} and "alpha" in ds["joint"]["gru"]  # not dropped
-    assert "gru" in analysis.joint_table(results).data
+    assert "gru" in analyze.joint_table(results).data
     for make in (plots.scaling_laws, plots.training_curves, plots.joint_law, plots.compute_frontier):
         plots.save(make(results), tmp_path / f"{make.__name__}.png")
         assert (tmp_path / f"{make.__name__}.png").stat().st_size > 5_000
 
-    summaries = generate.generate_stage(wd.root, n_samples=4, max_new_tokens=60, device="cpu", n_workers=1,
-                                        log=None)
+    summaries = generate.run(wd.root, n_samples=4, max_new_tokens=60, device="cpu", n_workers=1, log=None)
     assert sorted(s["size"] for s in summaries if s["arch"] == "gru") == ["a", "b", "c"]
     assert read_json(wd.generated_dir("markov", out["runs"][0]["run"]) / "summary.json")["arch"] == "gru"
     plots.save(plots.validity_vs_size(summaries), tmp_path / "validity.png")

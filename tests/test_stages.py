@@ -3,28 +3,29 @@ parameters are named with the allowed values."""
 
 import pytest
 
-from musicscale import datasets, generate, pipeline, sweep
+from musicscale import pipeline
+from musicscale.stages import data, generate, tokenize, train
 from musicscale.workdir import Workdir, read_json
 
 
 def test_stages_name_the_missing_input_and_its_notebook(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"data.*01_data\.ipynb"):
-        datasets.tokenize_datasets(tmp_path)
+        tokenize.run(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"tokens.*02_tokenize\.ipynb"):
-        sweep.train_stage(tmp_path, archs=["lstm"], sizes=["micro"])
+        train.run(tmp_path, archs=["lstm"], sizes=["micro"])
     with pytest.raises(FileNotFoundError, match=r"runs.*03_train\.ipynb"):
-        generate.generate_stage(tmp_path)
+        generate.run(tmp_path)
 
 
 def test_bad_parameters_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"corpus: no files match the glob '/nowhere/\*\.abc'"):
-        datasets.prepare_dataset(tmp_path, "/nowhere/*.abc")
+        data.run(tmp_path, corpus="/nowhere/*.abc")
     with pytest.raises(ValueError, match="n_synthetic_tunes"):
-        datasets.prepare_dataset(tmp_path, "synthetic", n_synthetic_tunes=1)
+        data.run(tmp_path, corpus="synthetic", n_synthetic_tunes=1)
     with pytest.raises(ValueError, match="temperature must be > 0"):
-        generate.check_sampling(4, 0.0, None, 10)
+        generate.Params(temperature=0.0)
     with pytest.raises(ValueError, match="top_k"):
-        generate.check_sampling(4, 1.0, 0, 10)
+        generate.Params(top_k=0)
     with pytest.raises(ValueError, match=r"profile: unknown profile 'huge'; allowed: \['smoke', 'default', 'gpu'\]"):
         pipeline.stage_parameters("huge", tmp_path)
     with pytest.raises(ValueError, match="overrides: unknown stage"):
@@ -37,11 +38,11 @@ def test_data_and_tokenize_stages_on_user_files(tmp_path):
     tunes = "\n\n".join(f"X:{i}\nT:Tune {i}\nM:4/4\nL:1/8\nK:G\n|:{'GABc dedB|' * (i % 4 + 1)}:|" for i in range(12))
     (abc / "a.abc").write_text(tunes)
     wd = Workdir(tmp_path / "work")
-    report = datasets.prepare_dataset(wd.root, str(abc / "*.abc"), seed=3)
+    report = data.prepare_dataset(wd.root, str(abc / "*.abc"), seed=3, n_synthetic_tunes=0)
     assert report["dataset"] == "tunes" and report["duplicates_removed"] == 8  # 4 distinct bodies
     assert sum(s["tunes"] for s in report["splits"].values()) == 4
     assert read_json(wd.corpus_report("tunes"))["seed"] == 3
-    (meta,) = datasets.tokenize_datasets(wd.root)
+    (meta,) = tokenize.run(wd.root)
     assert meta["dataset"] == "tunes" and meta["vocab_size"] == len(meta["vocabulary"])
     assert all(m["tokens"] == m["predicted_tokens"] + 1 for m in meta["splits"].values())
-    assert "T:" not in datasets.first_tune(wd.root, "tunes")
+    assert "T:" not in data.first_tune(wd.root, "tunes")

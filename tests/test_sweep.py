@@ -1,6 +1,7 @@
 import pytest
 
 from musicscale import sweep
+from musicscale.stages import train
 from musicscale.sweep import collect_results, grid, run_sweep
 from musicscale.train import TrainConfig
 from musicscale.workdir import read_json
@@ -46,18 +47,18 @@ def test_dask_cluster_gives_the_same_runs_as_in_process(tokenized_workdir, tmp_p
     other = Workdir(tmp_path / "other")
     shutil.copytree(tokenized_workdir.tokens_dir("markov"), other.tokens_dir("markov"))
     kwargs = dict(archs=["transformer", "lstm"], sizes=["micro"], context_length=16, batch_size=8, n_branches=2,
-                  eval_tokens=512, device="cpu", log=None,
-                  study=dict(min_steps=8, max_steps=8, lr_factors=[0.5, 1.0, 2.0], lr_probe_branches=1))
-    local = sweep.train_stage(tokenized_workdir.root, **kwargs)["runs"]
-    on_dask = sweep.train_stage(other.root, n_workers=2, **kwargs)["runs"]
+                  eval_tokens=512, device="cpu", log=None, min_steps=8, max_steps=8, lr_factors=[0.5, 1.0, 2.0],
+                  lr_probe_branches=1, extra_seeds=0, schedule_check=None)
+    local = train.run(tokenized_workdir.root, **kwargs)["runs"]
+    on_dask = train.run(other.root, n_workers=2, **kwargs)["runs"]
     assert [r["run"] for r in on_dask] == [r["run"] for r in local]
     assert [r["test_loss"] for r in on_dask] == [r["test_loss"] for r in local]  # one thread each: identical
     assert len(read_json(other.sweep_results("markov"))["runs"]) == 2
 
 
 def test_learning_rate_search_extends_the_grid_until_it_brackets_the_best_rate(tokenized_workdir):
-    study = sweep.Study(min_steps=8, max_steps=8, lr_factors=(1.0, 2.0, 4.0), lr_probe_branches=1,
-                        lr_max_extensions=8)
+    study = train.Params(min_steps=8, max_steps=8, lr_factors=[1.0, 2.0, 4.0], lr_probe_branches=1,
+                         lr_max_extensions=8).study()
     base = TrainConfig(context_length=16, batch_size=8, n_branches=2, eval_tokens=512, threads=1, device="cpu")
     mains = sweep.plan_runs(["markov"], ["lstm"], ["micro"], 0, base, study)
     lines: list[str] = []
@@ -83,4 +84,4 @@ def test_budgets_are_powers_of_two_steps_within_bounds():
 
 def test_schedule_check_must_name_its_run():
     with pytest.raises(ValueError, match="schedule_check must be None or a dict with dataset, arch and size"):
-        sweep.Study(schedule_check={"dataset": "synthetic", "arch": "lstm", "sise": "tiny"})
+        train.Params(schedule_check={"dataset": "synthetic", "arch": "lstm", "sise": "tiny"})

@@ -10,7 +10,8 @@ import time
 import pytest
 from toy_data import REEL, SCALE
 
-from musicscale import generate, render, validity, workers
+from musicscale import render, validity, workers
+from musicscale.stages import generate
 from musicscale.workers import WorkerFailed, WorkerPool
 
 

@@ -1,4 +1,4 @@
-"""Small display helpers for the stage notebooks: Markdown tables, the parameter table, glued text."""
+"""What the stage notebooks show: Markdown tables, the parameter table, glued text."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The generate stage: sample from every trained size, measure musical validity, render a gallery.
+"""Stage 5, generation: sample from every trained size, measure musical validity, render a gallery.
 
 For each dataset, the models are the main-budget runs of the first seed (one per architecture and size).
 Writes ``generated/<dataset>/<run>/samples.jsonl`` (every sample with its metrics) and ``summary.json``;
@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import corpus, render, validity, workers
-from .analysis import arch_order, load_sweep
-from .datasets import load_tokenizer
-from .models import ARCHITECTURES, build_model
-from .sample import sample_tunes
-from .train import resolve_device
-from .workdir import (
+from .. import corpus, render, validity, workers
+from ..analysis import arch_order
+from ..models import ARCHITECTURES, build_model
+from ..params import StageParameters, as_int, as_optional_list
+from ..sample import sample_tunes
+from ..train import check_device, resolve_device
+from ..workdir import (
     SPLITS,
     CorruptArtifactError,
     Workdir,
@@ -44,6 +44,8 @@ from .workdir import (
     write_json,
     write_text,
 )
+from .analyze import load_sweep
+from .tokenize import load_tokenizer
 
 REFERENCE = "reference"  # the summary row of real held-out tunes
 
@@ -69,22 +71,34 @@ def load_model(workdir: str | Path, dataset: str, run: str, device: str = "cpu")
     return model.to(device).eval()
 
 
-def check_sampling(n_samples: int, temperature: float, top_k: int | None, max_new_tokens: int) -> None:
-    """Raise ValueError naming the notebook parameter that is out of range."""
-    if not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+@dataclass
+class Params(StageParameters):
+    stage = "05_generate"
+
+    datasets: list | None = None  # None: every dataset with a finished sweep
+    n_samples: int = 4  # samples per model
+    temperature: float = 1.0
+    top_k: int | None = None  # None: sample from the full distribution
+    max_new_tokens: int = 300
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.datasets = as_optional_list("datasets", self.datasets)
+        self.n_samples = as_int("n_samples", self.n_samples, minimum=1)
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
+                or not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.top_k is not None:
+            self.top_k = as_int("top_k", self.top_k, minimum=1)
+        self.max_new_tokens = as_int("max_new_tokens", self.max_new_tokens, minimum=1)
+        check_device(self.device)
 
 
-def generate_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None, n_samples: int = 50,
-                   temperature: float = 1.0, top_k: int | None = None, max_new_tokens: int = 500,
-                   prompt: str = "X:1\n", seed: int = 0, device: str = "auto", n_workers: int | None = None,
-                   log=print) -> list[dict]:
+PROMPT = "X:1\n"  # every sample starts from the first header line of a tune
+
+
+def run(workdir: str | Path, *, n_workers: int | None = None, log=print, **params) -> list[dict]:
     """Sample and score every model of every dataset; returns one summary per model plus a reference
     row per dataset (real test tunes, scored the same way: the ceiling a model can reach).
 
@@ -93,12 +107,12 @@ def generate_stage(workdir: str | Path, *, datasets: Sequence[str] | None = None
     the renderings are cached for :func:`gallery`. Saved summaries, reference rows and renderings are reused
     when their inputs are the same.
     """
-    check_sampling(n_samples, temperature, top_k, max_new_tokens)
-    wd = Workdir(workdir)
-    dev = str(resolve_device(device))
-    settings = {"n_samples": n_samples, "temperature": temperature, "top_k": top_k,
-                "max_new_tokens": max_new_tokens, "prompt": prompt, "seed": seed}
-    sweeps = load_sweep(workdir, datasets)
+    p = Params.build(workdir=workdir, **params)
+    wd = Workdir(p.workdir)
+    dev = str(resolve_device(p.device))
+    settings = {"n_samples": p.n_samples, "temperature": p.temperature, "top_k": p.top_k,
+                "max_new_tokens": p.max_new_tokens, "prompt": PROMPT, "seed": p.seed}
+    sweeps = load_sweep(p.workdir, p.datasets)
     for dataset in sweeps:
         remove_partial_files(wd.generated_dir(dataset))
     with _LazyPool(n_workers) as pool, _sampling_threads(dev):
@@ -395,7 +409,7 @@ def shown_samples(samples: Sequence[dict], min_bars: int, k: int) -> tuple[list[
 
 def validity_table(summaries: Sequence[dict]):
     """One row per model (and the reference row of real tunes) with the validity shares."""
-    from .report import markdown_table
+    from ..tables import markdown_table
 
     return markdown_table(summaries, [
         ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None),
@@ -570,14 +584,9 @@ def galleries(workdir: str | Path, summaries: Sequence[dict], **kwargs):
                                                         **kwargs).data for d in datasets))
 
 
-def figure_path(workdir: str | Path) -> Path:
-    """Where the validity-against-size figure is saved."""
-    return Workdir(workdir).figure("validity_vs_size")
-
-
 def validity_fits(summaries: Sequence[dict], seed: int = 0, n_boot: int = 200) -> list[dict]:
     """Fit ``1 - bars correct = a N^-alpha + c`` per dataset and architecture where >= 3 sizes have errors."""
-    from .scaling import fit_power_law
+    from ..scaling import fit_power_law
 
     rows = []
     for d in dict.fromkeys(s["dataset"] for s in summaries):
@@ -595,8 +604,8 @@ def validity_fits(summaries: Sequence[dict], seed: int = 0, n_boot: int = 200) -
 
 def validity_fits_table(summaries: Sequence[dict], seed: int = 0):
     """:func:`validity_fits` as a Markdown table."""
-    from .analysis import format_ci
-    from .report import markdown_table
+    from ..tables import markdown_table
+    from .analyze import format_ci
 
     rows = [{**r, "alpha_s": format_ci(r, "alpha"), "c_s": format_ci(r, "c")} for r in validity_fits(summaries, seed)]
     return markdown_table(rows, [("dataset", "dataset", None), ("arch", "arch", None),
@@ -604,11 +613,11 @@ def validity_fits_table(summaries: Sequence[dict], seed: int = 0):
                                  ("c_s", "c [95% CI]", None), ("r2", "R²", ".3f")])
 
 
-def glue_validity(summaries: Sequence[dict]) -> None:
+def glue(summaries: Sequence[dict]) -> None:
     """Glue the validity figures the findings page cites, as text: smallest and largest model per
     architecture, and the reference row of real tunes (``<dataset>_<arch>_{smallest,largest}_{parses,bars,novel}``).
     A missing share reads "n/a (reason)"."""
-    from .report import glue_text
+    from ..tables import glue_text
 
     keys = {"parses": ("share_parses", ".0%", "no samples"),
             "bars": ("pooled_bar_accuracy", ".1%", "no bar could be checked"),

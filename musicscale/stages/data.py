@@ -1,7 +1,9 @@
-"""The data and tokenize stages: a corpus or the grammar -> split text files -> token arrays.
+"""Stage 1, the data: a corpus or the grammar -> ``data/<dataset>/{train,val,test}.txt`` and
+``corpus_report.json``, split 80/10/10 by tune.
 
-``prepare_dataset`` makes ``data/<dataset>/{train,val,test}.txt`` and ``corpus_report.json``;
-``tokenize_dataset`` makes ``tokens/<dataset>/{train,val,test}.npy`` and ``meta.json``.
+A source is ``"music21"`` (the ABC tunes inside music21), ``"synthetic"`` (tunes drawn from
+:mod:`musicscale.grammar`, whose exact entropy rate is known) or the user's own ``.abc`` files (a path, a
+glob, or a list of them that make one dataset).
 """
 
 from __future__ import annotations
@@ -10,15 +12,44 @@ import glob
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
+from .. import corpus, grammar
+from ..params import StageParameters, as_int
+from ..tables import markdown_table
+from ..workdir import SPLITS, Workdir, fingerprint, remove_partial_files, write_json
 
-from . import corpus, grammar
-from .params import as_int
-from .tokenizer import CharTokenizer, unigram_entropy
-from .workdir import SPLITS, Workdir, atomic_write, fingerprint, read_json, remove_partial_files, write_json
+
+@dataclass
+class Params(StageParameters):
+    stage = "01_data"
+
+    # "music21", "synthetic", a path or glob of .abc files, or a list of these
+    corpus: list = field(default_factory=lambda: ["music21", "synthetic"])
+    n_synthetic_tunes: int = 300  # tunes drawn from the grammar
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.corpus = check_corpus(self.corpus)
+        if "synthetic" in self.corpus:
+            self.n_synthetic_tunes = as_int("n_synthetic_tunes", self.n_synthetic_tunes, minimum=3)
+
+
+def run(workdir: str | Path, **params) -> list[dict]:
+    """The data stage: check every parameter and source first, then prepare each dataset in turn.
+    Returns the corpus report of each dataset."""
+    p = Params.build(workdir=workdir, **params)
+    for s in p.corpus:  # a missing file or empty glob stops the stage before any dataset is written
+        if not (isinstance(s, str) and s in BUILTIN):
+            try:
+                corpus._resolve(s)
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"corpus: {err} (the built-in sources are {list(BUILTIN)})") from err
+    remove_partial_files(Workdir(p.workdir).root / "data")
+    return [prepare_dataset(p.workdir, s, seed=p.seed, n_synthetic_tunes=p.n_synthetic_tunes, name=name)
+            for s, name in zip(p.corpus, dataset_names(p.corpus))]
+
 
 BUILTIN = ("music21", "synthetic")
 
@@ -64,25 +95,8 @@ def check_corpus(corpus_param) -> list[str | list[str]]:
     return out
 
 
-def prepare_datasets(workdir: str | Path, corpus_param, *, seed: int = 0, n_synthetic_tunes: int = 2000) -> list[dict]:
-    """The data stage: check every parameter and source first, then prepare each dataset in turn."""
-    sources = check_corpus(corpus_param)
-    as_int("seed", seed)
-    if any(s == "synthetic" for s in sources):
-        as_int("n_synthetic_tunes", n_synthetic_tunes, minimum=3)
-    for s in sources:  # a missing file or empty glob stops the stage before any dataset is written
-        if not (isinstance(s, str) and s in BUILTIN):
-            try:
-                corpus._resolve(s)
-            except FileNotFoundError as err:
-                raise FileNotFoundError(f"corpus: {err} (the built-in sources are {list(BUILTIN)})") from err
-    remove_partial_files(Workdir(workdir).root / "data")
-    return [prepare_dataset(workdir, s, seed=seed, n_synthetic_tunes=n_synthetic_tunes, name=name)
-            for s, name in zip(sources, dataset_names(sources))]
-
-
-def prepare_dataset(workdir: str | Path, source: str | Sequence[str] = "music21", *, seed: int = 0,
-                    n_synthetic_tunes: int = 2000, keep_fields: Sequence[str] = corpus.DEFAULT_KEEP_FIELDS,
+def prepare_dataset(workdir: str | Path, source: str | Sequence[str], *, seed: int,
+                    n_synthetic_tunes: int, keep_fields: Sequence[str] = corpus.DEFAULT_KEEP_FIELDS,
                     grammar_config: grammar.GrammarConfig | None = None, name: str | None = None) -> dict:
     """Load or generate tunes, split them 80/10/10 by tune (seeded) and write the splits and a report
     (in ``data/<name>``, by default :func:`dataset_name` of the source)."""
@@ -120,53 +134,8 @@ def prepare_dataset(workdir: str | Path, source: str | Sequence[str] = "music21"
     return report
 
 
-def tokenize_dataset(workdir: str | Path, dataset: str) -> dict:
-    """Build the vocabulary on the training split, encode all splits and write arrays and meta."""
-    wd = Workdir(workdir)
-    report = read_json(wd.require(wd.corpus_report(dataset)))
-    splits = {s: corpus.read_split(wd.require(wd.split_text(dataset, s))) for s in SPLITS}
-    remove_partial_files(wd.tokens_dir(dataset))
-    tok = CharTokenizer.from_texts(splits["train"])
-    meta: dict = {"dataset": dataset, "source": report.get("source"), "seed": report.get("seed"),
-                  "vocab_size": tok.vocab_size, "vocabulary": tok.itos, "dtype": np.dtype(tok.dtype).name,
-                  "unknown_rule": "characters absent from the training split are encoded as <unk> (id 1)",
-                  "splits": {}}
-    for split in SPLITS:
-        stream = tok.encode_tunes(splits[split])
-        unseen = tok.unknown_characters(splits[split])
-        meta["splits"][split] = {
-            "tunes": len(splits[split]), "tokens": int(len(stream)),
-            "predicted_tokens": int(len(stream) - 1),
-            "unknown_characters": int(sum(unseen.values())),
-            "unknown_distinct": "".join(sorted(unseen)),
-            "unigram_entropy": unigram_entropy(stream, tok.vocab_size),
-        }
-        meta["splits"][split]["fingerprint"] = fingerprint(stream)
-        atomic_write(wd.tokens(dataset, split), lambda tmp, a=stream: np.save(tmp, a), suffix=".npy")
-    if "entropy_rate" in report:
-        meta["entropy_rate"] = report["entropy_rate"]
-    meta["fingerprint"] = data_fingerprint({s: m["fingerprint"] for s, m in meta["splits"].items()}, tok.itos)
-    write_json(wd.tokens_meta(dataset), meta)
-    return meta
-
-
-def data_fingerprint(split_fingerprints: dict[str, str], vocabulary: Sequence[str]) -> str:
-    """The fingerprint of a tokenized dataset: its vocabulary and the fingerprint of each split's tokens.
-    A run records it; a run, checkpoint or sample made from other data is never reused."""
-    return fingerprint(list(vocabulary), {s: split_fingerprints[s] for s in SPLITS})
-
-
-def load_tokenizer(workdir: str | Path, dataset: str) -> CharTokenizer:
-    """The tokenizer saved by the tokenize stage."""
-    wd = Workdir(workdir)
-    return CharTokenizer(read_json(wd.require(wd.tokens_meta(dataset)))["vocabulary"])
-
-
-
 def corpus_table(reports: Sequence[dict]):
     """One row per dataset: what was read, dropped (by reason), de-duplicated and kept."""
-    from .report import markdown_table
-
     rows = []
     for r in reports:
         dropped = r.get("dropped") or {}
@@ -185,8 +154,6 @@ def corpus_table(reports: Sequence[dict]):
 
 def split_table(reports: Sequence[dict]):
     """Tunes and characters per split, and the exact entropy rate H* where the data are synthetic."""
-    from .report import markdown_table
-
     rows = [{"dataset": r["dataset"], "split": s, **r["splits"][s],
              "h": (r.get("entropy_rate") or {}).get(s)} for r in reports for s in SPLITS]
     return markdown_table(rows, [("dataset", "dataset", None), ("split", "split", None), ("tunes", "tunes", ","),
@@ -197,39 +164,3 @@ def first_tune(workdir: str | Path, dataset: str, split: str = "train") -> str:
     """The first tune of a split, as written by the data stage."""
     wd = Workdir(workdir)
     return corpus.read_split(wd.require(wd.split_text(dataset, split)))[0]
-
-
-def vocabulary_table(metas: Sequence[dict]):
-    """Per dataset and split: vocabulary size, tokens, characters outside the vocabulary, unigram entropy."""
-    from .report import markdown_table
-
-    rows = [{"dataset": m["dataset"], "vocab": m["vocab_size"], "split": s, **m["splits"][s],
-             "unknown_distinct": repr(m["splits"][s]["unknown_distinct"]) if m["splits"][s]["unknown_distinct"]
-             else "—", "h": (m.get("entropy_rate") or {}).get(s)}
-            for m in metas for s in SPLITS]
-    return markdown_table(rows, [
-        ("dataset", "dataset", None), ("vocab", "vocabulary", None), ("split", "split", None),
-        ("tokens", "tokens", ","), ("unknown_characters", "unseen chars", ","),
-        ("unknown_distinct", "which", None), ("unigram_entropy", "unigram entropy (nats)", ".4f"),
-        ("h", "H* (nats/char)", ".4f")])
-
-
-def tokenize_datasets(workdir: str | Path, names: Sequence[str] | None = None) -> list[dict]:
-    """Tokenize the named datasets, or every dataset the data stage wrote."""
-    from .params import as_optional_list
-
-    wd = Workdir(workdir)
-    names = as_optional_list("datasets", names)
-    names = names if names else wd.datasets("data")
-    if not names:
-        wd.require(wd.root / "data")
-    for name in names:  # every input exists before any dataset is tokenized
-        for path in (wd.corpus_report(name), *(wd.split_text(name, s) for s in SPLITS)):
-            wd.require(path)
-    return [tokenize_dataset(workdir, name) for name in names]
-
-
-def describe_vocabulary(meta: dict) -> str:
-    """One line listing a dataset's vocabulary (line breaks shown as ``\\n``)."""
-    symbols = "".join(c if len(c) == 1 else f" {c} " for c in meta["vocabulary"]).replace("\n", "\\n")
-    return f"{meta['dataset']}: {meta['vocab_size']} symbols: {symbols}"

@@ -1,0 +1,264 @@
+"""Stage 3, training: the learning-rate search, the main runs of the study and the schedule check ->
+``runs/<dataset>/<run>/{result.json,model.pt}`` and ``runs/<dataset>/{sweep_results,lr_search,schedule_check}.json``.
+
+Every run is one WSD trunk with cooldown branches (:mod:`musicscale.train`); its budget comes from its size
+(:func:`musicscale.sweep.token_budget`) and its peak rate from a search on validation loss
+(:func:`musicscale.sweep.lr_search`). Finished runs of the same configuration and data are reused.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..evaluate import covers_every_tune
+from ..models import SIZE_GRIDS, check_arch_size, describe, size_grid_table
+from ..params import StageParameters, as_int, as_list, as_optional_list
+from ..sweep import (
+    Study,
+    cluster,
+    compare_schedules,
+    lr_search,
+    plan_runs,
+    run_sweep,
+    schedule_check_specs,
+    token_budget,
+)
+from ..tables import glue_text, html_table, markdown_table
+from ..train import TrainConfig, check_device
+from ..workdir import Workdir, write_json
+
+RUN_FIELDS = ("context_length", "batch_size", "n_branches", "cooldown_frac", "eval_tokens", "device")  # -> TrainConfig
+STUDY_FIELDS = ("tokens_per_param", "min_steps", "max_steps", "lr_factors", "lr_probe_branches", "lr_max_extensions",
+                "extra_seeds", "extra_seed_sizes", "schedule_check")  # -> sweep.Study
+
+
+@dataclass
+class Params(StageParameters):
+    """The train stage's parameters. The shape of every run defaults to :class:`TrainConfig`'s."""
+
+    stage = "03_train"
+
+    datasets: list | None = None  # None: every tokenized dataset
+    archs: list = field(default_factory=lambda: ["transformer", "lstm"])
+    sizes: list = field(default_factory=lambda: ["micro", "tiny", "small"])  # names from the size grid below
+    context_length: int = TrainConfig.context_length
+    batch_size: int = TrainConfig.batch_size  # sequences per optimizer step
+    n_branches: int = TrainConfig.n_branches  # cooldown branches per run, each half as long as the next
+    cooldown_frac: float = TrainConfig.cooldown_frac  # a branch decays over this fraction of its tokens
+    tokens_per_param: float = 30  # a size's longest branch: about this many tokens per parameter ...
+    min_steps: int = 32  # ... but at least this many optimizer steps (a power of two) ...
+    max_steps: int = 64  # ... and at most this many
+    lr_factors: list = field(default_factory=lambda: [0.25, 1.0, 4.0])  # rates tried, times the family's default
+    lr_probe_branches: int = 2  # a probe trains this many of its size's shortest branches, scored on the last
+    lr_max_extensions: int = 6  # rates added beyond an end of the grid while the best rate is at that end
+    extra_seeds: int = 1  # more seeds of the sizes below
+    extra_seed_sizes: list = field(default_factory=lambda: ["micro"])
+    # cosine runs against WSD branches of one model (seeds, and branch lengths from the longest), or None
+    schedule_check: dict | None = field(default_factory=lambda: {"dataset": "synthetic", "arch": "lstm",
+                                                                 "size": "micro", "seeds": 2, "points": 2})
+    eval_tokens: int = TrainConfig.eval_tokens  # validation tokens per measurement; the test split is measured whole
+    device: str = TrainConfig.device  # "auto" takes CUDA when present
+    n_workers: int = 1  # > 1: a local Dask cluster runs that many runs at once
+    scheduler_address: str | None = None  # or the address of a running Dask scheduler, e.g. "tcp://10.0.0.1:8786"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.datasets = as_optional_list("datasets", self.datasets)
+        self.archs = as_list("archs", self.archs, allowed=SIZE_GRIDS)
+        self.sizes = as_list("sizes", self.sizes)
+        for arch, size in itertools.product(self.archs, self.sizes):
+            check_arch_size(arch, size)
+        self.extra_seed_sizes = as_list("extra_seed_sizes", self.extra_seed_sizes, allow_empty=True)
+        self.lr_factors = [float(f) for f in as_list("lr_factors", self.lr_factors, item=(int, float))]
+        self.n_workers = as_int("n_workers", self.n_workers, minimum=1)
+        as_int("context_length", self.context_length, minimum=1)
+        check_device(self.device)
+        study = self.study()  # checks the study's own fields
+        try:
+            self.base_config()
+        except ValueError as err:
+            raise ValueError(f"{err} (the shortest size gets min_steps={study.min_steps} steps: raise min_steps "
+                             "or lower n_branches)") from err
+
+    def study(self) -> Study:
+        values = {name: getattr(self, name) for name in STUDY_FIELDS}
+        return Study(**{**values, "extra_seed_sizes": tuple(values["extra_seed_sizes"]),
+                        "lr_factors": tuple(values["lr_factors"])})
+
+    def base_config(self) -> TrainConfig:
+        """The shape of every run; its budget is set per size (one thread per run: deterministic, and runs
+        go in parallel)."""
+        return TrainConfig(token_budget=self.min_steps * self.batch_size * self.context_length, threads=1,
+                           **{name: getattr(self, name) for name in RUN_FIELDS})
+
+
+def run(workdir: str | Path, *, log: Callable[[str], None] | None = print, **params) -> dict:
+    """The train stage: for every tokenized dataset, the learning-rate search, the main runs (skipping
+    finished ones) and the optional schedule check. Returns ``{"runs", "lr_search", "schedule_check"}``.
+
+    ``n_workers > 1`` runs on a local Dask cluster; ``scheduler_address`` connects to an existing one.
+    """
+    p = Params.build(workdir=workdir, **params)
+    wd = Workdir(p.workdir)
+    datasets = p.datasets or wd.datasets("tokens")
+    if not datasets:
+        wd.require(wd.tokens_meta("<dataset>"))
+    check_splits(wd, datasets, p.context_length)
+    plan, base = p.study(), p.base_config()
+    mains = plan_runs(datasets, p.archs, p.sizes, p.seed, base, plan)  # every budget is checked here, before any run
+    if plan.schedule_check:
+        schedule_check_specs(mains, plan.schedule_check, p.seed)
+    with cluster(p.n_workers, p.scheduler_address) as client:
+        searched = lr_search(wd, [m for m in mains if m.config.seed == p.seed], plan, client=client, log=log)
+        for dataset in datasets:
+            write_json(wd.lr_search(dataset), [v for k, v in searched.items() if k[0] == dataset])
+        lrs = {k: v["chosen"] for k, v in searched.items()}
+        mains = plan_runs(datasets, p.archs, p.sizes, p.seed, base, plan, lrs)
+        runs = run_sweep(wd.root, mains, client=client, log=log)
+        checked: list[dict] = []
+        if plan.schedule_check:
+            specs = schedule_check_specs(mains, plan.schedule_check, p.seed)
+            results = run_sweep(wd.root, specs, client=client, log=log, index=False)
+            checked = compare_schedules([r for s, r in zip(specs, results) if s.kind == "main"],
+                                        [r for s, r in zip(specs, results) if s.kind == "cosine"])
+            for row in checked:
+                row.update({k: plan.schedule_check[k] for k in ("dataset", "arch", "size")})
+            write_json(wd.schedule_check(plan.schedule_check["dataset"]), checked)
+    return {"runs": runs, "lr_search": list(searched.values()), "schedule_check": checked}
+
+
+def check_splits(wd: Workdir, datasets: Sequence[str], context_length: int) -> None:
+    """Every split of every dataset must be longer than one context window; the error names which is not."""
+    for d in datasets:
+        wd.require(wd.tokens_meta(d))
+        for split in ("train", "val", "test"):
+            n = len(np.load(wd.require(wd.tokens(d, split)), mmap_mode="r"))
+            if n < context_length + 2:
+                raise ValueError(f"context_length={context_length} is too long for dataset {d!r}: its {split} split "
+                                 f"has {n} tokens, and training needs at least context_length + 2")
+
+
+def size_table(params: Params, vocab_size: int = 100):
+    """The size grid as a Markdown table: shape, total and non-embedding parameters, FLOPs per token."""
+    rows = []
+    for r in size_grid_table(tuple(params.archs), tuple(params.sizes), vocab_size, params.context_length):
+        r["shape"] = SIZE_GRIDS[r["arch"]][r["size"]].shape()
+        rows.append(r)
+    return markdown_table(rows, [("arch", "arch", None), ("size", "size", None), ("shape", "shape", None),
+                                 ("params_total", "params (total)", ","), ("params_non_embedding", "N (non-emb.)", ","),
+                                 ("flops_per_token", "train FLOPs/token", ",")])
+
+
+def budget_table(params: Params):
+    """Per size: N, the longest branch D_max, the shortest D_min, and the range of D/N the branches cover."""
+    base, rows = params.base_config(), []
+    for a, s in itertools.product(params.archs, params.sizes):
+        n = describe(a, s, vocab_size=128, context_length=params.context_length)["params_non_embedding"]
+        d_max = token_budget(a, s, params.context_length, params.batch_size, tokens_per_param=params.tokens_per_param,
+                             min_steps=params.min_steps, max_steps=params.max_steps)
+        d_min = d_max / base.branch_ratio ** (params.n_branches - 1)
+        rows.append({"arch": a, "size": s, "n": n, "d_min": d_min, "d_max": d_max, "lo": d_min / n, "hi": d_max / n})
+    return markdown_table(rows, [
+        ("arch", "arch", None), ("size", "size", None), ("n", "N (non-emb.)", ","),
+        ("d_min", "shortest branch D (tokens)", ",.0f"), ("d_max", "longest branch D (tokens)", ",.0f"),
+        ("lo", "D/N from", ",.1f"), ("hi", "D/N to", ",.0f")])
+
+
+def runs_table(results: Sequence[dict]):
+    """One row per run: dataset, model, N, its longest branch D and D/N, validation and test loss there."""
+    rows = sorted(results, key=lambda r: (r["dataset"], r["arch"], r["params_non_embedding"], r["seed"]))
+    rows = [{**r, "d_per_n": r["tokens_seen"] / r["params_non_embedding"], "lr": r["config"]["lr"],
+             "points": len(r["curve"])} for r in rows]
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None), ("seed", "seed", None),
+        ("params_non_embedding", "N (non-emb.)", ","), ("lr", "peak rate", ".2e"), ("points", "branches", None),
+        ("tokens_seen", "longest D (tokens)", ","), ("d_per_n", "D/N", ",.0f"),
+        ("val_loss", "val (nats/char)", ".4f"), ("test_loss", "test (nats/char)", ".4f"),
+        ("test_bpc", "test (bits/char)", ".4f")])
+
+
+def lr_table(searches: Sequence[dict]):
+    """The learning-rate search: every rate tried with its validation loss, the chosen one marked."""
+    rows = []
+    for s in sorted(searches, key=lambda s: (s["dataset"], s["arch"], s["size"])):
+        tried = ", ".join(("**" if r == s["chosen"] else "") + f"{r:.2e}: {v:.4f}" + ("**" if r == s["chosen"] else "")
+                          for r, v in zip(s["rates"], s["val_loss"]))
+        rows.append({**s, "tried": tried, "where": "yes" if s["bracketed"] else "no (at an end after extending)"})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None),
+        ("probe_tokens", "probe D (tokens)", ","), ("tried", "rate: validation loss (nats/char)", None),
+        ("chosen", "chosen rate", ".2e"), ("where", "bracketed", None)])
+
+
+def schedule_check_table(rows: Sequence[dict]):
+    """WSD branch against a cosine run of the same length: mean test losses over seeds and their spread."""
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None), ("tokens", "D (tokens)", ","),
+        ("seeds", "seeds", None), ("wsd", "WSD branch (nats/char)", ".4f"), ("cosine", "cosine run (nats/char)", ".4f"),
+        ("difference", "WSD − cosine", "+.4f"), ("interval", "± 2 s.e.", lambda v: f"[{v[0]:+.4f}, {v[1]:+.4f}]"),
+        ("wsd_sd", "seed s.d., WSD", ".4f"), ("cosine_sd", "seed s.d., cosine", ".4f")])
+
+
+def throughput_table(results: Sequence[dict]):
+    """Measured training speed per run (wall time excludes evaluation): varies with the machine."""
+    rows = sorted(results, key=lambda r: (r["dataset"], r["arch"], r["params_non_embedding"], r["seed"]))
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("run", "run", None), ("device", "device", None),
+        ("threads", "threads", None), ("wall_time_s", "train time (s)", ".1f"), ("tokens_per_s", "tokens/s", ",.0f")])
+
+
+def glue(study: dict, params: Params) -> None:
+    """Glue what the methods page cites about the training design (names prefixed ``train_``): the design's
+    numbers, whether the context covers every test tune, the learning-rate search, the schedule check and
+    its tables."""
+    from myst_nb import glue as glue_object
+
+    design = dict(n_branches=params.n_branches, context_length=params.context_length,
+                  tokens_per_param=params.tokens_per_param, cooldown_pct=100 * params.cooldown_frac,
+                  eval_tokens=params.eval_tokens)
+    _glue_study(study, context_coverage(params.workdir, params.context_length), design)
+    glue_object("train_lr_table", html_table(lr_table(study["lr_search"])), display=False)
+    glue_object("train_check_table", html_table(schedule_check_table(study["schedule_check"])), display=False)
+
+
+def context_coverage(workdir: str | Path, context_length: int) -> list[dict]:
+    """Per dataset: the longest test tune in tokens (with its separator) and whether the context covers it."""
+    wd = Workdir(workdir)
+    rows = []
+    for d in wd.datasets("runs"):
+        if wd.tokens(d, "test").exists():
+            fits, longest = covers_every_tune(np.load(wd.tokens(d, "test")), context_length)
+            rows.append({"dataset": d, "context_length": context_length, "longest": longest, "covered": fits})
+    return rows
+
+
+def _glue_study(study: dict, coverage: Sequence[dict], parameters: dict) -> None:
+    """Glue what the methods page cites about the training design (names prefixed ``train_``)."""
+    for name, value in parameters.items():
+        glue_text(f"train_{name}", value, ",")
+    for row in coverage:
+        glue_text(f"train_{row['dataset']}_longest_test_tune", row["longest"], ",")
+        glue_text(f"train_{row['dataset']}_context_covers", "covers every test tune" if row["covered"] else
+                  "does not cover every test tune (longer ones are scored with overlapping windows)")
+    searches = study["lr_search"]
+    glue_text("train_n_lr_searches", len(searches), "d")
+    glue_text("train_n_lr_bracketed", sum(s["bracketed"] for s in searches), "d")
+    glue_text("train_n_lr_probes", sum(len(s["rates"]) for s in searches), "d")
+    check = study["schedule_check"]
+    if check:
+        glue_text("train_check_model", f"{check[0]['dataset']} {check[0]['arch']} {check[0]['size']}")
+        glue_text("train_check_seeds", check[0]["seeds"], "d")
+        glue_text("train_check_summary", "; ".join(
+            f"at D = {r['tokens']:,} the WSD branch is {r['difference']:+.4f} nats/char from the cosine run "
+            + (f"(± 2 s.e. [{r['interval'][0]:+.4f}, {r['interval'][1]:+.4f}], "
+               + ("within seed noise)" if r["within_noise"] else "outside seed noise)") if "interval" in r
+               else "(one seed: no interval)") for r in check))
+        n_within = sum(r.get("within_noise", False) for r in check)
+        glue_text("train_check_verdict", f"{n_within} of {len(check)}")
+        lower = sum(r["difference"] < 0 for r in check)
+        glue_text("train_check_direction", f"lower than the cosine run's at {lower} of {len(check)}")
