@@ -321,7 +321,7 @@ def arch_order(runs: Sequence[dict]) -> list[str]:
 def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot: int, seed: int,
                     per_arch: dict[str, dict] | None = None) -> dict:
     """Every fit of one dataset (see the module docstring); ``per_arch`` holds the architectures' results
-    where they were computed already (in parallel, by :func:`analyze`)."""
+    where they were computed already (in parallel, by :func:`musicscale.stages.analyze.run`)."""
     if per_arch is None:
         per_arch = {a: architecture_job(job) for a, job in architecture_jobs(runs, entropy_rate, n_boot, seed).items()}
     archs = list(per_arch)

@@ -239,8 +239,11 @@ def describe_drops(report: dict, limit: int = 5) -> str:
     return "; ".join(lines)
 
 
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test: the share of the tunes in each split
+
+
 def split_dataset(
-    tunes: Sequence[str], seed: int, fractions: Sequence[float] = (0.8, 0.1, 0.1)
+    tunes: Sequence[str], seed: int, fractions: Sequence[float] = SPLIT_FRACTIONS
 ) -> dict[str, list[str]]:
     """Shuffle whole tunes with ``seed`` and cut them into ``train``, ``val`` and ``test``.
 

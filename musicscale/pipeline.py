@@ -62,6 +62,31 @@ PROFILES: dict[str, dict[str, dict]] = {
 }
 
 
+def profiles_table():
+    """What each profile runs, from :data:`PROFILES` over the stages' defaults (the reproduce page shows it)."""
+    from .stages import STAGES as MODULES
+    from .tables import markdown_table
+
+    rows = []
+    for name, profile in PROFILES.items():
+        p = {stage: {**MODULES[stage].Params.defaults(), **profile.get(stage, {})} for stage in STAGES}
+        data, train = p["01_data"], p["03_train"]
+        seeded = [s for s in train["sizes"] if s in train["extra_seed_sizes"]]
+        n_seeds = 1 + train["extra_seeds"]
+        rows.append({
+            "profile": f"`{name}`", "datasets": ", ".join(data["corpus"]), "sizes": ", ".join(train["sizes"]),
+            "seeds": (f"{n_seeds} for {', '.join(seeded)}; 1 for the others" if 0 < len(seeded) < len(train["sizes"])
+                      else str(n_seeds if seeded else 1)),
+            "branches": train["n_branches"], "steps": f"{train['min_steps']:,}–{train['max_steps']:,}",
+            "context": train["context_length"], "rates": len(train["lr_factors"]),
+            "boot": p["04_analyze"]["n_boot"], "samples": p["05_generate"]["n_samples"], "device": train["device"]})
+    return markdown_table(rows, [
+        ("profile", "profile", None), ("datasets", "datasets", None), ("sizes", "sizes (each family)", None),
+        ("seeds", "seeds", None), ("branches", "branches", None), ("steps", "longest branch (steps)", None),
+        ("context", "context", None), ("rates", "rates probed", None), ("boot", "bootstrap draws", ","),
+        ("samples", "samples per model", None), ("device", "device", None)])
+
+
 def stage_parameters(profile: str, workdir: str | Path, seed: int = 0,
                      overrides: dict[str, dict] | None = None) -> dict[str, dict]:
     """The papermill parameters of each stage for a profile, with ``overrides`` merged last."""

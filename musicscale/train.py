@@ -37,6 +37,7 @@ from .models import architecture, build_model, non_embedding_parameters, total_p
 from .workdir import CorruptArtifactError, atomic_write, git_commit, load_torch, move_aside
 
 NATS_TO_BITS = 1.0 / math.log(2.0)
+ADAM_BETAS = (0.9, 0.95)
 
 
 @dataclass
@@ -132,6 +133,13 @@ def schedule_points(cfg: TrainConfig) -> list[Point]:
     return points[: cfg.train_branches] if cfg.train_branches else points
 
 
+def schedule_cost(cfg: TrainConfig) -> float:
+    """The optimizer steps of a whole run (the trunk up to its last fork, then every branch's cooldown) over
+    the steps of its longest branch: what measuring every branch costs beyond training the longest alone."""
+    points = schedule_points(cfg)
+    return (points[-1].fork + sum(p.cooldown for p in points)) / points[-1].end
+
+
 def warmup_steps(cfg: TrainConfig) -> int:
     """Warm-up steps: a fraction of the shortest branch (every branch shares the trunk's warm-up), or of a
     cosine run."""
@@ -177,7 +185,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.95), foreach=True)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=ADAM_BETAS, foreach=True)
 
 
 def get_batch(data: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

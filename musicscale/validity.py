@@ -278,6 +278,7 @@ def bar_duration_stats(abc_text: str) -> tuple[int, int]:
 # -----------------------------------------------------------------------------
 # novelty
 
+NOVELTY_N = 12  # the length of the character sequences compared with the training tunes
 NOVELTY_THRESHOLD = 0.5  # a sample is novel when less than half of its n-grams occur in training
 _HASH_BASE = np.uint64(1099511628211)  # FNV prime: odd and large, so n-gram hashes spread over 64 bits
 
@@ -303,7 +304,7 @@ class NoveltyIndex:
     n-grams are of UTF-8 bytes (the same as characters for ASCII ABC) and compared by 64-bit hash.
     """
 
-    def __init__(self, train_tunes: Sequence[str], n: int = 12):
+    def __init__(self, train_tunes: Sequence[str], n: int = NOVELTY_N):
         self.n = n
         hashes = [_ngram_hashes(tune_body(t), n) for t in train_tunes]
         self.hashes = np.unique(np.concatenate(hashes)) if hashes else np.empty(0, dtype=np.uint64)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import corpus, grammar
 from ..params import StageParameters, as_int
-from ..tables import markdown_table
+from ..tables import glue_text, markdown_table
 from ..workdir import SPLITS, Workdir, fingerprint, remove_partial_files, write_json
 
 
@@ -158,6 +158,15 @@ def split_table(reports: Sequence[dict]):
              "h": (r.get("entropy_rate") or {}).get(s)} for r in reports for s in SPLITS]
     return markdown_table(rows, [("dataset", "dataset", None), ("split", "split", None), ("tunes", "tunes", ","),
                                  ("characters", "characters", ","), ("h", "H* (nats/char)", ".4f")])
+
+
+def glue(reports: Sequence[dict]) -> None:
+    """Glue what the book's prose cites about the data: the split and, per dataset (every built-in one,
+    "n/a" where this build has not made it), the tunes kept (``data_<dataset>_tunes``)."""
+    glue_text("data_split", "/".join(f"{100 * f:g}" for f in corpus.SPLIT_FRACTIONS))
+    kept = {r["dataset"]: sum(s["tunes"] for s in r["splits"].values()) for r in reports}
+    for name in dict.fromkeys([*BUILTIN, *kept]):
+        glue_text(f"data_{name}_tunes", kept.get(name), ",", missing="not in this build")
 
 
 def first_tune(workdir: str | Path, dataset: str, split: str = "train") -> str:

@@ -619,6 +619,9 @@ def glue(summaries: Sequence[dict]) -> None:
     A missing share reads "n/a (reason)"."""
     from ..tables import glue_text
 
+    glue_text("novelty_n", validity.NOVELTY_N, "d")
+    glue_text("novelty_threshold", validity.NOVELTY_THRESHOLD, ".0%")
+    glue_text("gallery_best_largest", N_BEST_LARGEST, "d")
     keys = {"parses": ("share_parses", ".0%", "no samples"),
             "bars": ("pooled_bar_accuracy", ".1%", "no bar could be checked"),
             "novel": ("share_novel", ".0%", "no sample long enough to compare")}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from ..sweep import (
     token_budget,
 )
 from ..tables import glue_text, html_table, markdown_table
-from ..train import TrainConfig, check_device
+from ..train import ADAM_BETAS, TrainConfig, check_device, schedule_cost
 from ..workdir import Workdir, write_json
 
 RUN_FIELDS = ("context_length", "batch_size", "n_branches", "cooldown_frac", "eval_tokens", "device")  # -> TrainConfig
@@ -143,7 +143,10 @@ def check_splits(wd: Workdir, datasets: Sequence[str], context_length: int) -> N
                                  f"has {n} tokens, and training needs at least context_length + 2")
 
 
-def size_table(params: Params, vocab_size: int = 100):
+TABLE_VOCAB = 100  # the vocabulary of the size table's parameter counts (each dataset has its own)
+
+
+def size_table(params: Params, vocab_size: int = TABLE_VOCAB):
     """The size grid as a Markdown table: shape, total and non-embedding parameters, FLOPs per token."""
     rows = []
     for r in size_grid_table(tuple(params.archs), tuple(params.sizes), vocab_size, params.context_length):
@@ -218,10 +221,20 @@ def glue(study: dict, params: Params) -> None:
     its tables."""
     from myst_nb import glue as glue_object
 
+    from ..pipeline import profiles_table
+
+    longest = replace(params.base_config(), token_budget=params.max_steps * params.batch_size * params.context_length)
+    sizes = [describe(a, s, vocab_size=TABLE_VOCAB, context_length=params.context_length)["params_non_embedding"]
+             for a, s in itertools.product(params.archs, params.sizes)]
     design = dict(n_branches=params.n_branches, context_length=params.context_length,
                   tokens_per_param=params.tokens_per_param, cooldown_pct=100 * params.cooldown_frac,
-                  eval_tokens=params.eval_tokens)
+                  fork_pct=100 * (1 - params.cooldown_frac), eval_tokens=params.eval_tokens,
+                  weight_decay=longest.weight_decay, grad_clip=longest.grad_clip, N_min=min(sizes), N_max=max(sizes),
+                  table_vocab=TABLE_VOCAB, n_sizes=len(params.sizes))
     _glue_study(study, context_coverage(params.workdir, params.context_length), design)
+    glue_text("train_branch_cost", schedule_cost(longest), ".2f")
+    glue_text("train_adam_betas", "(" + ", ".join(f"{b:g}" for b in ADAM_BETAS) + ")")
+    glue_object("train_profiles_table", html_table(profiles_table()), display=False)
     glue_object("train_lr_table", html_table(lr_table(study["lr_search"])), display=False)
     glue_object("train_check_table", html_table(schedule_check_table(study["schedule_check"])), display=False)
 
@@ -240,7 +253,7 @@ def context_coverage(workdir: str | Path, context_length: int) -> list[dict]:
 def _glue_study(study: dict, coverage: Sequence[dict], parameters: dict) -> None:
     """Glue what the methods page cites about the training design (names prefixed ``train_``)."""
     for name, value in parameters.items():
-        glue_text(f"train_{name}", value, ",")
+        glue_text(f"train_{name}", value, ",g")
     for row in coverage:
         glue_text(f"train_{row['dataset']}_longest_test_tune", row["longest"], ",")
         glue_text(f"train_{row['dataset']}_context_covers", "covers every test tune" if row["covered"] else
