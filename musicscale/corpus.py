@@ -27,7 +27,7 @@ import glob
 import os
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,11 +130,16 @@ def _music21_files() -> tuple[list[Path], str]:
     return files, f"music21 {music21.__version__} core corpus, {len(files)} .abc files ({parts})"
 
 
+# The named ABC collections a ``corpus`` parameter may cite: name -> (files, description). A new one is one
+# function and one entry here.
+NAMED_CORPORA: dict[str, Callable[[], tuple[list[Path], str]]] = {"music21": _music21_files}
+
+
 def _resolve(source: str | Sequence[str]) -> tuple[list[Path], str]:
-    """Sorted, unique files named by a path, directory or glob (or a list of them)."""
+    """Sorted, unique files of a named corpus, or named by a path, directory or glob (or a list of them)."""
     if isinstance(source, (str, os.PathLike)):
-        if str(source) == "music21":
-            return _music21_files()
+        if str(source) in NAMED_CORPORA:
+            return NAMED_CORPORA[str(source)]()
         source = [str(source)]
     files: set[Path] = set()
     for entry in map(str, source):

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from .analysis import arch_order, compute_points
 from .models import ARCHITECTURES
+from .validity import SHARES
 from .workdir import atomic_write
 
 
@@ -230,10 +231,7 @@ def joint_law(results: dict, datasets: Sequence[str] | None = None) -> Figure:
 def validity_vs_size(summaries: Sequence[dict]) -> Figure:
     """Musical validity of samples against N: share parsing, share of correct bars, share with valid
     headers, share novel; the dashed line is the same measure on real held-out tunes."""
-    metrics = [("share_parses", "share that music21 parses"),
-               ("pooled_bar_accuracy", "share of bars with the meter's length"),
-               ("share_headers_ok", "share with valid X/M/L/K headers"),
-               ("share_novel", "share not copied from training")]
+    metrics = [(s.key, s.title) for s in SHARES if s.title]
     datasets = sorted({s["dataset"] for s in summaries})
     sizes = [s["params_non_embedding"] for s in summaries if s["params_non_embedding"]]
     n_range = (min(sizes) / 1.5, max(sizes) * 1.5)  # fixed, so that a panel without points still draws

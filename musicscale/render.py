@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .validity import ParseResult, parse_abc, quiet
+from .validity import SAMPLE_METRICS, ParseResult, parse_abc, quiet
 
 # -----------------------------------------------------------------------------
 # sheet music: ABC -> music21 -> MusicXML -> verovio SVG
@@ -233,8 +233,7 @@ def _metrics_line(metrics: dict) -> str:
             return "yes" if value else "no"
         return f"{value:.2f}" if isinstance(value, float) else str(value)
 
-    keys = ("parses", "headers_ok", "bar_accuracy", "novel", "degenerate")
-    return " · ".join(f"{k.replace('_', ' ')}: {fmt(metrics[k])}" for k in keys if k in metrics)
+    return " · ".join(f"{k.replace('_', ' ')}: {fmt(metrics[k])}" for k in SAMPLE_METRICS if k in metrics)
 
 
 NOT_RENDERED = "<p><em>could not render the score</em></p>"

@@ -413,3 +413,28 @@ def summarize(metrics: Sequence[dict]) -> dict:
         "share_degenerate": _share([m["degenerate"] is not None for m in metrics]),
         "degenerate": {kind: kinds.get(kind, 0) for kind in DEGENERATE_KINDS},
     }
+
+
+@dataclass(frozen=True)
+class Share:
+    """One aggregate of :func:`summarize` as the report shows it: the generate page's table and figure, the
+    gallery and the glued findings read :data:`SHARES`, so a new measure is added here and nowhere else."""
+
+    key: str  # the key in a summary
+    header: str  # its column in the validity table
+    title: str | None  # its panel in the validity figure, or None for the table only
+    spec: str  # its display format
+    glue: str | None  # the suffix of its glued values (``<dataset>_<arch>_{smallest,largest}_<glue>``), or None
+    missing: str  # why it can be missing, for the reader
+
+
+SHARES = (
+    Share("share_parses", "parses", "share that music21 parses", ".0%", "parses", "no samples"),
+    Share("pooled_bar_accuracy", "bars correct", "share of bars with the meter's length", ".1%", "bars",
+          "no bar could be checked"),
+    Share("share_headers_ok", "headers ok", "share with valid X/M/L/K headers", ".0%", None, "no samples"),
+    Share("share_novel", "novel", "share not copied from training", ".0%", "novel", "no sample long enough to compare"),
+    Share("share_degenerate", "degenerate", None, ".0%", None, "no samples"),
+)
+SAMPLE_METRICS = ("parses", "headers_ok", "bar_accuracy", "novel", "degenerate")  # a sample's, in the gallery
+

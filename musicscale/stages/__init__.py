@@ -1,11 +1,12 @@
 """The five stages of the study, one module per notebook of ``notebooks/``.
 
-Each module defines ``Params`` (its parameters and their defaults, once), ``run(workdir, **params)`` (the
-whole stage: it checks every parameter, does the work and writes the stage's artifacts under
-``workdir``) and the tables and glued values its notebook shows. The notebooks call these and nothing
-more; the computations live in the pure modules (``corpus``, ``grammar``, ``tokenizer``, ``models``,
-``train``, ``sweep``, ``scaling``, ``holdout``, ``analysis``, ``validity``, ``render``), which know nothing
-of the workdir layout.
+Each module defines ``Params`` (its parameters and their defaults, defined once: the notebook's parameters
+cell repeats them and ``pipeline.PROFILES`` overrides them), ``run(workdir, **params)`` (the whole stage: it
+checks every parameter before any work, then writes the stage's artifacts under ``workdir``) and the tables
+and glued values its notebook shows. The notebooks call these and nothing more. The computations live in the
+modules of the package root (``corpus``, ``grammar``, ``tokenizer``, ``models``, ``train``, ``scaling``,
+``holdout``, ``analysis``, ``validity``, ``render``), which know nothing of the workdir's layout; ``sweep``
+runs a set of runs into it, and ``workdir`` names every path.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def run(workdir: str | Path, **params) -> list[dict]:
             for s, name in zip(p.corpus, dataset_names(p.corpus))]
 
 
-BUILTIN = ("music21", "synthetic")
+BUILTIN = (*corpus.NAMED_CORPORA, "synthetic")  # the sources named by a word rather than a path
 
 
 def dataset_name(source: str | Sequence[str]) -> str:

@@ -413,9 +413,8 @@ def validity_table(summaries: Sequence[dict]):
 
     return markdown_table(summaries, [
         ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None),
-        ("params_non_embedding", "N (non-emb.)", ","), ("n", "samples", None), ("share_parses", "parses", ".0%"),
-        ("share_headers_ok", "headers ok", ".0%"), ("pooled_bar_accuracy", "bars correct", ".1%"),
-        ("share_novel", "novel", ".0%"), ("share_degenerate", "degenerate", ".0%"),
+        ("params_non_embedding", "N (non-emb.)", ","), ("n", "samples", None),
+        *((s.key, s.header, s.spec) for s in validity.SHARES),
         ("degenerate", "degenerate by kind", lambda d: ", ".join(f"{k} {v}" for k, v in d.items() if v) or "—")])
 
 
@@ -622,9 +621,7 @@ def glue(summaries: Sequence[dict]) -> None:
     glue_text("novelty_n", validity.NOVELTY_N, "d")
     glue_text("novelty_threshold", validity.NOVELTY_THRESHOLD, ".0%")
     glue_text("gallery_best_largest", N_BEST_LARGEST, "d")
-    keys = {"parses": ("share_parses", ".0%", "no samples"),
-            "bars": ("pooled_bar_accuracy", ".1%", "no bar could be checked"),
-            "novel": ("share_novel", ".0%", "no sample long enough to compare")}
+    keys = {s.glue: (s.key, s.spec, s.missing) for s in validity.SHARES if s.glue}
     for s in summaries:
         if s["arch"] == REFERENCE:
             for short, (key, spec, why) in keys.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from ..evaluate import covers_every_tune
 from ..models import SIZE_GRIDS, check_arch_size, describe, size_grid_table
 from ..params import StageParameters, as_int, as_list, as_optional_list
 from ..sweep import (
+    SCHEDULE_CHECK,
     Study,
     cluster,
     compare_schedules,
@@ -32,14 +33,11 @@ from ..tables import glue_text, html_table, markdown_table
 from ..train import ADAM_BETAS, TrainConfig, check_device, schedule_cost
 from ..workdir import Workdir, write_json
 
-RUN_FIELDS = ("context_length", "batch_size", "n_branches", "cooldown_frac", "eval_tokens", "device")  # -> TrainConfig
-STUDY_FIELDS = ("tokens_per_param", "min_steps", "max_steps", "lr_factors", "lr_probe_branches", "lr_max_extensions",
-                "extra_seeds", "extra_seed_sizes", "schedule_check")  # -> sweep.Study
-
 
 @dataclass
 class Params(StageParameters):
-    """The train stage's parameters. The shape of every run defaults to :class:`TrainConfig`'s."""
+    """The train stage's parameters. Those named like a :class:`TrainConfig` field set every run's shape (and
+    default to its defaults); those named like a :class:`Study` field set the study."""
 
     stage = "03_train"
 
@@ -60,7 +58,7 @@ class Params(StageParameters):
     extra_seed_sizes: list = field(default_factory=lambda: ["micro"])
     # cosine runs against WSD branches of one model (seeds, and branch lengths from the longest), or None
     schedule_check: dict | None = field(default_factory=lambda: {"dataset": "synthetic", "arch": "lstm",
-                                                                 "size": "micro", "seeds": 2, "points": 2})
+                                                                 "size": "micro", **SCHEDULE_CHECK})
     eval_tokens: int = TrainConfig.eval_tokens  # validation tokens per measurement; the test split is measured whole
     device: str = TrainConfig.device  # "auto" takes CUDA when present
     n_workers: int = 1  # > 1: a local Dask cluster runs that many runs at once
@@ -86,7 +84,8 @@ class Params(StageParameters):
                              "or lower n_branches)") from err
 
     def study(self) -> Study:
-        values = {name: getattr(self, name) for name in STUDY_FIELDS}
+        """The fields of :class:`Study` (what the stage runs besides each run's shape)."""
+        values = {f.name: getattr(self, f.name) for f in fields(Study) if hasattr(self, f.name)}
         return Study(**{**values, "extra_seed_sizes": tuple(values["extra_seed_sizes"]),
                         "lr_factors": tuple(values["lr_factors"])})
 
@@ -94,7 +93,7 @@ class Params(StageParameters):
         """The shape of every run; its budget is set per size (one thread per run: deterministic, and runs
         go in parallel)."""
         return TrainConfig(token_budget=self.min_steps * self.batch_size * self.context_length, threads=1,
-                           **{name: getattr(self, name) for name in RUN_FIELDS})
+                           **{f.name: getattr(self, f.name) for f in fields(TrainConfig) if hasattr(self, f.name)})
 
 
 def run(workdir: str | Path, *, log: Callable[[str], None] | None = print, **params) -> dict:
