@@ -135,7 +135,7 @@ def _music21_files() -> tuple[list[Path], str]:
 NAMED_CORPORA: dict[str, Callable[[], tuple[list[Path], str]]] = {"music21": _music21_files}
 
 
-def _resolve(source: str | Sequence[str]) -> tuple[list[Path], str]:
+def resolve_files(source: str | Sequence[str]) -> tuple[list[Path], str]:
     """Sorted, unique files of a named corpus, or named by a path, directory or glob (or a list of them)."""
     if isinstance(source, (str, os.PathLike)):
         if str(source) in NAMED_CORPORA:
@@ -170,7 +170,7 @@ def load_abc_corpus(
     a file that is neither is skipped and counted as ``undecodable``; a file without an ``X:`` line is
     counted as ``no_tunes_in_file``. ``report["dropped_by_file"]`` says which file lost what.
     """
-    files, description = _resolve(source)
+    files, description = resolve_files(source)
     dropped: Counter[str] = Counter()
     by_file: dict[str, dict[str, int]] = {}
     tunes: list[str] = []

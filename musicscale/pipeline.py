@@ -17,11 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import stages as stage_modules
 from .workdir import Workdir, atomic_path, remove_partial_files
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-STAGES = ("01_data", "02_tokenize", "03_train", "04_analyze", "05_generate")
+STAGES = tuple(stage_modules.STAGES)
 
 # Parameters per stage on top of the defaults of each stage's Params (musicscale/stages), which are the smoke run
 # and which each notebook's parameters cell repeats.
@@ -64,12 +65,11 @@ PROFILES: dict[str, dict[str, dict]] = {
 
 def profiles_table():
     """What each profile runs, from :data:`PROFILES` over the stages' defaults (the reproduce page shows it)."""
-    from .stages import STAGES as MODULES
     from .tables import markdown_table
 
     rows = []
     for name, profile in PROFILES.items():
-        p = {stage: {**MODULES[stage].Params.defaults(), **profile.get(stage, {})} for stage in STAGES}
+        p = {stage: {**stage_modules.module(stage).Params.defaults(), **profile.get(stage, {})} for stage in STAGES}
         data, train = p["01_data"], p["03_train"]
         seeded = [s for s in train["sizes"] if s in train["extra_seed_sizes"]]
         n_seeds = 1 + train["extra_seeds"]
@@ -111,10 +111,8 @@ def notebook_parameters(stage: str) -> dict[str, dict]:
 def check_parameters(params: dict[str, dict]) -> None:
     """Check every stage's parameters against its ``Params`` before anything runs: an unknown name (which
     papermill would only log, running with the default) or a bad value is a ValueError naming it."""
-    from .stages import STAGES as MODULES
-
     for stage, values in params.items():
-        MODULES[stage].Params.build(**values)
+        stage_modules.module(stage).Params.build(**values)
 
 
 def execute_stage(stage: str, parameters: dict, out_dir: Path = ROOT / "book" / "stages") -> Path:

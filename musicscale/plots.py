@@ -1,6 +1,7 @@
 """The report's figures, one function each; every function returns a matplotlib Figure.
 
-``save`` writes a figure atomically as PNG. Losses are in nats per character; N is the non-embedding
+``draw`` makes a figure of the report by name and saves it where the workdir keeps it; ``save`` writes a
+figure atomically as PNG. Losses are in nats per character; N is the non-embedding
 parameter count.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,7 +18,7 @@ from matplotlib.figure import Figure
 from .analysis import arch_order, compute_points
 from .models import ARCHITECTURES
 from .validity import SHARES
-from .workdir import atomic_write
+from .workdir import Workdir, atomic_write
 
 
 def _color(arch: str) -> str:
@@ -27,6 +29,14 @@ def _color(arch: str) -> str:
 def save(fig: Figure, path: str | Path) -> None:
     """Write ``fig`` as a PNG (atomically); the notebook's inline backend still shows it below the cell."""
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"), suffix=".png")
+
+
+def draw(name: str, data: Any, workdir: str | Path) -> None:
+    """Draw the report's figure ``name`` (one of :data:`musicscale.workdir.FIGURES`, each the name of a function
+    here) from ``data`` and save it where the workdir keeps it: ``plots.draw("joint_law", results, workdir)``.
+    The notebook's inline backend shows it below the cell."""
+    path = Workdir(workdir).figure(name)  # an unknown name is a ValueError listing the figures
+    save(globals()[name](data), path)
 
 
 def _main_runs(results: dict, dataset: str, arch: str) -> list[dict]:

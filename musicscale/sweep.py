@@ -241,7 +241,8 @@ def token_budget(arch: str, size: str, context_length: int, batch_size: int, *, 
     return int(min(max(steps, min_steps), max_steps)) * batch_tokens
 
 
-SCHEDULE_CHECK = {"seeds": 2, "points": 2}  # what a schedule check leaves out: seeds, and branch lengths checked
+# What a schedule check may leave out: its seeds, and how many branch lengths (from the longest) it checks.
+SCHEDULE_CHECK_DEFAULTS = {"seeds": 2, "points": 2}
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,8 @@ class Study:
                 raise ValueError(f"schedule_check must be None or a dict with dataset, arch and size (and optionally "
                                  f"seeds and points), got {self.schedule_check!r}")
             for key in ("seeds", "points"):
-                as_int(f"schedule_check[{key!r}]", self.schedule_check.get(key, SCHEDULE_CHECK[key]), minimum=1)
+                value = self.schedule_check.get(key, SCHEDULE_CHECK_DEFAULTS[key])
+                as_int(f"schedule_check[{key!r}]", value, minimum=1)
 
 
 def plan_runs(datasets: Sequence[str], archs: Sequence[str], sizes: Sequence[str], seed: int, base: TrainConfig,
@@ -355,8 +357,8 @@ def schedule_check_specs(mains: Sequence[RunSpec], check: dict, seed: int) -> li
         raise ValueError(f"schedule_check: {check['dataset']}/{check['arch']}-{check['size']} is not a run of "
                          "this study (check its dataset, arch and size against datasets, archs and sizes)")
     cfg = main.config
-    ends = [p.end for p in schedule_points(cfg)][-int(check.get("points", SCHEDULE_CHECK["points"])):]
-    seeds = range(seed, seed + int(check.get("seeds", SCHEDULE_CHECK["seeds"])))
+    ends = [p.end for p in schedule_points(cfg)][-int(check.get("points", SCHEDULE_CHECK_DEFAULTS["points"])):]
+    seeds = range(seed, seed + int(check.get("seeds", SCHEDULE_CHECK_DEFAULTS["seeds"])))
     wsd = [RunSpec(main.dataset, replace(cfg, seed=s)) for s in seeds]
     cosine = [RunSpec(main.dataset, replace(cfg, seed=s, schedule="cosine", token_budget=e * cfg.batch_tokens,
                                             n_evals=1, train_branches=None), "cosine")

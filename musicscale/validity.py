@@ -417,8 +417,9 @@ def summarize(metrics: Sequence[dict]) -> dict:
 
 @dataclass(frozen=True)
 class Share:
-    """One aggregate of :func:`summarize` as the report shows it: the generate page's table and figure, the
-    gallery and the glued findings read :data:`SHARES`, so a new measure is added here and nowhere else."""
+    """One aggregate of :func:`summarize` as the report shows it. The generate page's table and figure and the
+    glued findings read :data:`SHARES` (and the gallery :data:`SAMPLE_METRICS`), so a new measure is computed in
+    :func:`validity_metrics`, aggregated in :func:`summarize` and listed here, and touches no other module."""
 
     key: str  # the key in a summary
     header: str  # its column in the validity table

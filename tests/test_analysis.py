@@ -97,7 +97,7 @@ def test_losses_below_the_exact_entropy_rate_are_flagged(toy_workdir):
 
 
 def test_figures_and_tables_render(toy_workdir, tmp_path):
-    results = analyze.run(toy_workdir.root, n_boot=50, workers=1)
+    results = analyze.run(toy_workdir.root, n_boot=50, n_workers=1)
     for make in (plots.scaling_laws, plots.architecture_comparison, plots.training_curves, plots.compute_frontier,
                  plots.joint_law, plots.holdout):
         plots.save(make(results), tmp_path / f"{make.__name__}.png")
@@ -133,3 +133,11 @@ def test_figure_paths_come_from_the_workdir(tmp_path):
     assert wd.figure("holdout") == tmp_path / "results" / "holdout.png"
     with pytest.raises(ValueError, match="unknown figure 'nope'"):
         wd.figure("nope")
+
+
+def test_every_figure_of_the_report_is_drawn_by_its_namesake(tmp_path):
+    from musicscale.workdir import FIGURES
+
+    assert all(callable(getattr(plots, name, None)) for name in FIGURES)
+    with pytest.raises(ValueError, match="unknown figure 'pie'"):
+        plots.draw("pie", {}, tmp_path)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from musicscale.pipeline import NOTEBOOKS, PROFILES, STAGES
-from musicscale.stages import STAGES as MODULES
+from musicscale.stages import module
 
 
 def parameter_cell(stage: str) -> dict:
@@ -26,7 +26,7 @@ def parameter_cell(stage: str) -> dict:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_the_notebook_declares_the_stage_parameters_with_their_defaults(stage):
-    params = MODULES[stage].Params
+    params = module(stage).Params
     assert list(parameter_cell(stage).items()) == list(params.defaults().items())
     assert params.stage == stage
 
@@ -34,7 +34,7 @@ def test_the_notebook_declares_the_stage_parameters_with_their_defaults(stage):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_profile_sets_only_parameters_that_exist_with_valid_values(profile):
     for stage, values in PROFILES[profile].items():
-        params = MODULES[stage].Params
+        params = module(stage).Params
         assert set(values) <= set(params.names()), (profile, stage, set(values) - set(params.names()))
         if values.get("device") == "cuda" and not torch.cuda.is_available():
             values = {**values, "device": "cpu"}  # the gpu profile is checked here on a CPU
@@ -44,7 +44,7 @@ def test_every_profile_sets_only_parameters_that_exist_with_valid_values(profile
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_stage_rejects_an_unknown_parameter_before_any_work(stage, tmp_path):
-    run = MODULES[stage].run
+    run = module(stage).run
     assert list(inspect.signature(run).parameters)[0] == "workdir"
     with pytest.raises(ValueError, match=rf"{stage}: unknown parameter\(s\) \['colour'\]; notebooks/{stage}\.ipynb"):
         run(tmp_path / "w", colour="red")

@@ -66,7 +66,7 @@ def test_a_registered_family_goes_through_every_stage(gru_family, text_workdir, 
     assert {r["arch"] for r in out["runs"]} == {"gru"} and len(out["runs"]) == 3
     assert all(s["rates"] == [5e-3, 1e-2, 2e-2] for s in out["lr_search"])  # its registered rate is the centre
 
-    results = analyze.run(wd.root, n_boot=20, workers=1)
+    results = analyze.run(wd.root, n_boot=20, n_workers=1)
     ds = results["datasets"]["markov"]
     assert set(ds["joint"]) == {"gru"} and "alpha" in ds["joint"]["gru"]  # not dropped
     assert "gru" in analyze.joint_table(results).data

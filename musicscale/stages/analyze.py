@@ -30,13 +30,13 @@ class Params(StageParameters):
 
     datasets: list | None = None  # None: every dataset with a finished sweep
     n_boot: int = 100  # bootstrap resamples of whole runs, for the joint law and each held-out check
-    workers: int = 2  # processes that fit the (dataset, architecture) pairs in parallel
+    n_workers: int = 2  # processes that fit the (dataset, architecture) pairs in parallel
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.datasets = as_optional_list("datasets", self.datasets)
         self.n_boot = as_int("n_boot", self.n_boot, minimum=0)
-        self.workers = as_int("workers", self.workers, minimum=1)
+        self.n_workers = as_int("n_workers", self.n_workers, minimum=1)
 
 
 class NoRunsError(FileNotFoundError):
@@ -95,8 +95,8 @@ def run(workdir: str | Path, **params) -> dict:
     h_star = {d: (m.get("entropy_rate") or {}).get("test") for d, m in metas.items()}
     jobs = {(d, a): job for d, runs in sweeps.items()
             for a, job in architecture_jobs(runs, h_star[d], n_boot, seed).items()}
-    if p.workers > 1 and len(jobs) > 1:  # the costliest part, and independent: one process per job
-        with ProcessPoolExecutor(min(p.workers, len(jobs))) as pool:
+    if p.n_workers > 1 and len(jobs) > 1:  # the costliest part, and independent: one process per job
+        with ProcessPoolExecutor(min(p.n_workers, len(jobs))) as pool:
             done = dict(zip(jobs, pool.map(architecture_job, jobs.values())))
     else:
         done = {k: architecture_job(job) for k, job in jobs.items()}
@@ -205,16 +205,19 @@ def ground_truth_table(results: dict):
 
 
 def gap_table(results: dict):
-    """The Transformer-LSTM difference of the joint laws at equal N (and D) and at equal compute."""
+    """The difference of the first two families' joint laws (registry order) at equal N (and D) and at equal
+    compute."""
     rows = []
     for d, ds in results["datasets"].items():
         gap = ds.get("architecture_gap")
         for r in (gap or {}).get("rows", []):
             at = f"N = {r['at']:,.0f}, D = {r['D']:,}" if "D" in r else f"C = {r['at']:.2e} FLOPs"
-            rows.append({"dataset": d, "where": r["where"], "at": at, "diff": format_ci(
-                {"v": r["difference"], "v_ci": r["ci"]}, "v", "+.3f"), "verdict": r["verdict"]})
-    return markdown_table(rows, [("dataset", "dataset", None), ("where", "compared at", None), ("at", "", None),
-                                 ("diff", "transformer − lstm (nats) [95% CI]", None), ("verdict", "verdict", None)])
+            rows.append({"dataset": d, "pair": " − ".join(gap["archs"]), "where": r["where"], "at": at,
+                         "diff": format_ci({"v": r["difference"], "v_ci": r["ci"]}, "v", "+.3f"),
+                         "verdict": r["verdict"]})
+    return markdown_table(rows, [("dataset", "dataset", None), ("pair", "difference", None),
+                                 ("where", "compared at", None), ("at", "", None),
+                                 ("diff", "nats [95% CI]", None), ("verdict", "verdict", None)])
 
 
 def sensitivity_table(results: dict):

@@ -43,7 +43,7 @@ def run(workdir: str | Path, **params) -> list[dict]:
     for s in p.corpus:  # a missing file or empty glob stops the stage before any dataset is written
         if not (isinstance(s, str) and s in BUILTIN):
             try:
-                corpus._resolve(s)
+                corpus.resolve_files(s)
             except FileNotFoundError as err:
                 raise FileNotFoundError(f"corpus: {err} (the built-in sources are {list(BUILTIN)})") from err
     remove_partial_files(Workdir(p.workdir).root / "data")

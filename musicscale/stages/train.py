@@ -19,7 +19,7 @@ from ..evaluate import covers_every_tune
 from ..models import SIZE_GRIDS, check_arch_size, describe, size_grid_table
 from ..params import StageParameters, as_int, as_list, as_optional_list
 from ..sweep import (
-    SCHEDULE_CHECK,
+    SCHEDULE_CHECK_DEFAULTS,
     Study,
     cluster,
     compare_schedules,
@@ -58,7 +58,7 @@ class Params(StageParameters):
     extra_seed_sizes: list = field(default_factory=lambda: ["micro"])
     # cosine runs against WSD branches of one model (seeds, and branch lengths from the longest), or None
     schedule_check: dict | None = field(default_factory=lambda: {"dataset": "synthetic", "arch": "lstm",
-                                                                 "size": "micro", **SCHEDULE_CHECK})
+                                                                 "size": "micro", **SCHEDULE_CHECK_DEFAULTS})
     eval_tokens: int = TrainConfig.eval_tokens  # validation tokens per measurement; the test split is measured whole
     device: str = TrainConfig.device  # "auto" takes CUDA when present
     n_workers: int = 1  # > 1: a local Dask cluster runs that many runs at once
