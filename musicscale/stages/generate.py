@@ -210,9 +210,10 @@ class _Generation:
         tok = load_tokenizer(wd.root, dataset)
         for run in models:
             summary_path = wd.generated_dir(dataset, run["run"]) / "summary.json"
-            # the samples depend on the weights, the vocabulary and the settings: reuse only if all match
+            # the samples depend on the weights, the vocabulary and the settings, and their measures on the code
+            # that makes them (a new validity measure is computed for every model): reuse only if all match
             inputs = fingerprint(file_fingerprint(wd.require(wd.run_dir(dataset, run["run"]) / "model.pt")),
-                                 tok.itos, self.settings)
+                                 tok.itos, self.settings, code_version())
             summary = cached_summary(summary_path, inputs, self.log)
             if summary is not None:
                 self.pending.append(_Pending(dataset, run, summary=summary))
@@ -346,7 +347,8 @@ def _measures(future: Future, text: str) -> validity.Measures:
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """What the measures and renderings depend on besides their inputs: the code that makes them and the
-    versions of the libraries it calls. A saved rendering or reference row is reused only if this matches."""
+    versions of the libraries it calls. A saved summary, rendering or reference row is reused only if this
+    matches."""
     import soundfile
 
     code = [file_fingerprint(Path(module.__file__)) for module in (validity, render, workers)]
