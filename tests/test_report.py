@@ -134,3 +134,24 @@ def test_gallery_plays_ogg_with_midi_downloads(smoke_report):
     captions = soup.select(".musicscale-caption")
     assert captions and "qualifies" in captions[0].get_text()
     assert all("samples qualified" in n.get_text() for n in soup.select(".musicscale-note"))
+
+
+def test_the_study_design_the_prose_states_is_glued_from_this_build(smoke_report):
+    from musicscale.pipeline import PROFILES
+    from musicscale.stages import train
+
+    root, _ = smoke_report
+    html = root / "_build" / "html" / "book"
+    reproduce = soup_of(html / "reproduce.html")
+    rows = [[td.get_text(" ", strip=True) for td in tr.find_all("td")] for tr in reproduce.select("table tbody tr")]
+    assert [r[0] for r in rows] == list(PROFILES)  # the profile table, generated from PROFILES
+    assert rows[0][2] == ", ".join(train.Params().sizes)  # smoke runs the stage's defaults
+    def squashed(page: str) -> str:  # the text without white space (a glued value is an element of its own)
+        return re.sub(r"\s+", "", visible_text(soup_of(html / page)))
+
+    methods, design = squashed("methods.html"), train.Params()
+    assert f"last{100 * design.cooldown_frac:g}%of" in methods
+    assert f"thisbuildtrains{len(design.sizes)}sizesperfamily" in methods
+    assert "n/a" not in methods and "{glue" not in methods
+    kept = sum(s["tunes"] for s in read_json(Workdir(root / "work").corpus_report("music21"))["splits"].values())
+    assert f"({kept:,}tunesaftercleaning)" in squashed("intro.html")
