@@ -20,6 +20,8 @@ from ..params import StageParameters, as_int
 from ..tables import glue_text, markdown_table
 from ..workdir import SPLITS, Workdir, fingerprint, remove_partial_files, write_json
 
+BUILTIN = (*corpus.NAMED_CORPORA, "synthetic")  # the sources named by a word rather than a path
+
 
 @dataclass
 class Params(StageParameters):
@@ -34,24 +36,21 @@ class Params(StageParameters):
         self.corpus = check_corpus(self.corpus)
         if "synthetic" in self.corpus:
             self.n_synthetic_tunes = as_int("n_synthetic_tunes", self.n_synthetic_tunes, minimum=3)
+        for s in self.corpus:  # a missing file or an empty glob stops the study before any stage runs
+            if not (isinstance(s, str) and s in BUILTIN):
+                try:
+                    corpus.resolve_files(s)
+                except FileNotFoundError as err:
+                    raise FileNotFoundError(f"corpus: {err} (the built-in sources are {list(BUILTIN)})") from err
 
 
 def run(workdir: str | Path, **params) -> list[dict]:
     """The data stage: check every parameter and source first, then prepare each dataset in turn.
     Returns the corpus report of each dataset."""
     p = Params.build(workdir=workdir, **params)
-    for s in p.corpus:  # a missing file or empty glob stops the stage before any dataset is written
-        if not (isinstance(s, str) and s in BUILTIN):
-            try:
-                corpus.resolve_files(s)
-            except FileNotFoundError as err:
-                raise FileNotFoundError(f"corpus: {err} (the built-in sources are {list(BUILTIN)})") from err
     remove_partial_files(Workdir(p.workdir).root / "data")
     return [prepare_dataset(p.workdir, s, seed=p.seed, n_synthetic_tunes=p.n_synthetic_tunes, name=name)
             for s, name in zip(p.corpus, dataset_names(p.corpus))]
-
-
-BUILTIN = (*corpus.NAMED_CORPORA, "synthetic")  # the sources named by a word rather than a path
 
 
 def dataset_name(source: str | Sequence[str]) -> str:
