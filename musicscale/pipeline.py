@@ -101,13 +101,6 @@ def stage_parameters(profile: str, workdir: str | Path, seed: int = 0,
     return params
 
 
-def notebook_parameters(stage: str) -> dict[str, dict]:
-    """The parameters a stage notebook declares in its ``parameters`` cell (name -> papermill's description)."""
-    import papermill
-
-    return papermill.inspect_notebook(str(NOTEBOOKS / f"{stage}.ipynb"))
-
-
 def check_parameters(params: dict[str, dict]) -> None:
     """Check every stage's parameters against its ``Params`` before anything runs: an unknown name (which
     papermill would only log, running with the default) or a bad value is a ValueError naming it."""

@@ -29,7 +29,7 @@ from ..analysis import arch_order
 from ..models import ARCHITECTURES, build_model
 from ..params import StageParameters, as_int, as_optional_list
 from ..sample import sample_tunes
-from ..train import check_device, resolve_device
+from ..train import TrainConfig, check_device, resolve_device
 from ..workdir import (
     SPLITS,
     CorruptArtifactError,
@@ -80,7 +80,7 @@ class Params(StageParameters):
     temperature: float = 1.0
     top_k: int | None = None  # None: sample from the full distribution
     max_new_tokens: int = 300
-    device: str = "auto"
+    device: str = TrainConfig.device  # "auto" takes CUDA when present
 
     def __post_init__(self) -> None:
         super().__post_init__()
