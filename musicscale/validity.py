@@ -47,29 +47,43 @@ def quiet() -> Iterator[None]:
 PARSE_TIMEOUT = 10.0  # seconds of CPU time music21 may spend on one tune
 
 
-@contextlib.contextmanager
-def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise TimeoutError in the block after ``seconds`` of CPU time: music21 can loop for minutes on some
-    model output (a meter such as ``M:2/64`` in a garbled header). CPU time, not wall time, so that a busy
-    machine does not turn a slow tune (some take 3 s) into an unparsable one: the metrics do not depend on
-    the load. Uses SIGPROF, so it applies in the main thread on Unix (as in a notebook kernel or a worker);
-    elsewhere the block runs without a limit."""
-    usable = (seconds is not None and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread())
-    if not usable:
-        yield
-        return
+class _CpuTimeLimit:
+    """Raise TimeoutError in the block once it has used ``seconds`` of CPU time, and again every
+    ``seconds / 4`` until the block ends: music21 can loop for minutes on some model output (a meter such
+    as ``M:2/64`` in a garbled header).
 
-    def expire(signum, frame):
-        raise TimeoutError(f"music21 took longer than {seconds:g} s")
+    CPU time, not wall time, so that a busy machine does not turn a slow tune (some take 3 s) into an
+    unparsable one: the metrics do not depend on the load. It keeps firing because Python runs a signal
+    handler wherever the main thread is, a ``__del__`` or a weakref callback included, and there an exception
+    is printed and dropped: a limit that fired once could be lost, and the parse would hang. The handler
+    does not raise inside this class's own ``__enter__``/``__exit__``, so the timer is always disarmed and the
+    previous handler restored. Uses SIGPROF, so it applies in the main thread on Unix (as in a notebook
+    kernel or a worker); elsewhere the block runs without a limit."""
 
-    previous = signal.signal(signal.SIGPROF, expire)
-    signal.setitimer(signal.ITIMER_PROF, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.signal(signal.SIGPROF, previous)
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.usable = (seconds is not None and hasattr(signal, "setitimer")
+                       and threading.current_thread() is threading.main_thread())
+
+    def _expire(self, signum, frame) -> None:
+        if self.armed and (frame is None or frame.f_code not in _OWN_CODE):
+            raise TimeoutError(f"music21 took longer than {self.seconds:g} s")
+
+    def __enter__(self) -> None:
+        self.armed = False
+        if self.usable:
+            self.previous = signal.signal(signal.SIGPROF, self._expire)
+            self.armed = True
+            signal.setitimer(signal.ITIMER_PROF, self.seconds, self.seconds / 4)
+
+    def __exit__(self, *exc) -> None:
+        if self.usable:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            self.armed = False  # a signal already raised at the C level but not yet handled does nothing
+            signal.signal(signal.SIGPROF, self.previous)
+
+
+_OWN_CODE = {_CpuTimeLimit.__enter__.__code__, _CpuTimeLimit.__exit__.__code__}
 
 
 def parse_abc(text: str, timeout: float | None = None) -> ParseResult:
@@ -78,7 +92,7 @@ def parse_abc(text: str, timeout: float | None = None) -> ParseResult:
     from music21 import converter, stream
 
     try:
-        with quiet(), _time_limit(PARSE_TIMEOUT if timeout is None else timeout):
+        with quiet(), _CpuTimeLimit(PARSE_TIMEOUT if timeout is None else timeout):
             # parseData, not parse: a short string must never be mistaken for a file name.
             score = converter.parseData(text, format="abc")
     except Exception as err:  # music21 raises many kinds on malformed input
@@ -213,7 +227,7 @@ def written_bars(abc_text: str) -> list[Bar]:
 
     handler = abcFormat.ABCHandler()
     try:
-        with quiet(), _time_limit(PARSE_TIMEOUT):
+        with quiet(), _CpuTimeLimit(PARSE_TIMEOUT):
             handler.process(_mark_line_ends(abc_text))
     except Exception:
         return []

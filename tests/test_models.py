@@ -50,7 +50,9 @@ def test_forward_shapes_and_causality():
         assert logits.shape == (3, 16, 20)
         x2 = x.clone()
         x2[:, 10:] = (x2[:, 10:] + 1) % 20  # changing the future must not change the past
-        assert torch.allclose(model(x2)[:, :10], logits[:, :10], atol=1e-6)
+        # another input, so no bit-identity is promised; logits are ~0.3 and the changed future moves its own
+        # positions by ~0.2, so 1e-5 is far above rounding and far below any leak
+        assert torch.allclose(model(x2)[:, :10], logits[:, :10], atol=1e-5, rtol=0)
 
 
 def test_flops_and_describe():

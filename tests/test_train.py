@@ -58,6 +58,7 @@ def test_a_probe_is_the_prefix_of_its_full_run(tokenized_workdir, tmp_path):
     tokens, meta = load_tokens(tokenized_workdir, "markov")
     full = train(small_config(arch="lstm"), tokens, meta["vocab_size"], tmp_path / "full")
     probe = train(small_config(arch="lstm", train_branches=2), tokens, meta["vocab_size"], tmp_path / "probe")
+    # bit-identical: the probe runs the same steps as the full run's start, in the same process and threads
     assert [p["val_loss"] for p in probe["curve"]] == [p["val_loss"] for p in full["curve"][:2]]
     assert all(p["test_loss"] is None for p in probe["curve"])  # a probe never measures the test split
     assert probe["test_loss"] is None and probe["val_loss"] == full["curve"][1]["val_loss"]
@@ -80,6 +81,7 @@ def test_interrupted_run_resumes_to_the_same_result(tokenized_workdir, tmp_path)
     state = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
     assert len(state["curve"]) == 2 and state["step"] == 32 - 6  # the trunk stands at the second fork
     resumed = train(cfg, tokens, meta["vocab_size"], tmp_path / "resumed")
+    # bit-identical: resuming restores the exact state, so the run is the same computation as the uninterrupted one
     assert resumed["curve"] == full["curve"]
     assert resumed["test_loss"] == full["test_loss"]
     a = torch.load(tmp_path / "full" / "model.pt", weights_only=False)["model"]
@@ -94,7 +96,7 @@ def test_same_seed_same_run_other_seed_other_run(tokenized_workdir, tmp_path):
     r2 = train(cfg, tokens, meta["vocab_size"], tmp_path / "b")
     r3 = train(small_config(token_budget=16 * 16 * 32, n_branches=2, seed=1), tokens, meta["vocab_size"],
                tmp_path / "c")
-    assert r1["curve"] == r2["curve"] and r1["test_loss"] == r2["test_loss"]
+    assert r1["curve"] == r2["curve"] and r1["test_loss"] == r2["test_loss"]  # the same computation twice
     assert r3["test_loss"] != r1["test_loss"]
 
 

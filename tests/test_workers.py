@@ -48,7 +48,9 @@ def test_a_hung_task_is_stopped_at_its_time_limit():
         start = time.monotonic()
         with pytest.raises(WorkerFailed, match="no result within 1 s"):
             pool.submit(time.sleep, 600, timeout=1.0).result()
-        assert time.monotonic() - start < 10
+        # not a speed test: any bound well under the pool's 60 s default (and the task's 600 s) shows that the
+        # task's own 1 s limit stopped it, with room for a slow or busy machine
+        assert time.monotonic() - start < 30
         assert pool.submit(math.sqrt, 9.0).result() == 3.0
 
 
@@ -59,7 +61,8 @@ def test_tasks_with_the_same_key_share_a_worker_and_new_keys_take_any_idle_one()
         busy = pool.submit(time.sleep, 5, key="a tune")
         start = time.monotonic()
         assert pool.submit(os.getpid, key="another tune").result() != first  # does not wait for "a tune"
-        assert time.monotonic() - start < 4 and not busy.done()
+        # had it waited, the 5 s task would be done: no wall-clock bound is needed to tell (not a speed test)
+        assert not busy.done(), time.monotonic() - start
         assert pool.submit(os.getpid, key="a tune").result() == first
 
 
@@ -84,7 +87,7 @@ def test_leaving_the_block_with_an_error_stops_running_tasks_at_once():
         running = pool.submit(time.sleep, 600)
         queued = pool.submit(time.sleep, 600)
         raise KeyboardInterrupt
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 60  # not a speed test: far under the 600 s tasks, with room for a busy machine
     assert running.cancelled() or isinstance(running.exception(), WorkerFailed)
     assert queued.cancelled()
     assert not any(alive(pid) for pid in pool.pids)
