@@ -29,7 +29,7 @@ lint: install
 	$(PY) -m ruff check .
 
 test: lint
-	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg
+	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --durations=10
 
 # re-execute the committed notebooks in place with their defaults (the smoke run), from a fresh work/smoke:
 # their outputs are what nbval compares
