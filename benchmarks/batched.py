@@ -44,7 +44,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from musicscale.models import SIZE_GRIDS, build_model
-from musicscale.train import TrainConfig, _steps, get_batch, make_optimizer
+from musicscale.train import TrainConfig, _steps, make_optimizer, window_stream
 
 VOCAB = 92  # about the music21 vocabulary
 
@@ -54,9 +54,9 @@ def solo_step(arch: str, size: str, cfg: TrainConfig, data: torch.Tensor) -> Cal
     torch.manual_seed(cfg.seed)
     model = build_model(arch, size, VOCAB, cfg.context_length)
     optimizer = make_optimizer(model, cfg)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    stream = window_stream(data, cfg)
     bar = tqdm(disable=True)
-    return lambda: _steps(model, optimizer, data, cfg, gen, 0, 1, lambda s: cfg.learning_rate, bar)
+    return lambda: _steps(model, optimizer, stream, cfg, 0, 1, lambda s: cfg.learning_rate, bar)
 
 
 def member_models(arch: str, size: str, cfg: TrainConfig, k: int) -> list[nn.Module]:
@@ -162,8 +162,13 @@ class PackedLSTM(nn.Module):
         return grads
 
 
-def _batches(cfg: TrainConfig, data: torch.Tensor, gens: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = zip(*(get_batch(data, cfg, g) for g in gens))
+def _streams(cfg: TrainConfig, data: torch.Tensor, k: int) -> list:
+    """The batches members ``cfg.seed .. cfg.seed + k - 1`` would read."""
+    return [window_stream(data, replace(cfg, seed=cfg.seed + i)) for i in range(k)]
+
+
+def _batches(streams: list, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = zip(*(s.batch(step) for s in streams))
     return torch.stack(x), torch.stack(y)
 
 
@@ -179,10 +184,10 @@ def grouped_step(group: VmapGroup | PackedLSTM, cfg: TrainConfig, data: torch.Te
     decay on matrices only cost the same elementwise work, and this is a timing)."""
     optimizer = torch.optim.AdamW(group.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.95),
                                   weight_decay=cfg.weight_decay, foreach=True)
-    gens = [torch.Generator().manual_seed(cfg.seed + i) for i in range(k)]
+    streams, steps = _streams(cfg, data, k), iter(range(1 << 62))
 
     def step() -> None:
-        x, y = _batches(cfg, data, gens)
+        x, y = _batches(streams, next(steps))
         losses = _member_losses(group(x), y)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
@@ -196,8 +201,7 @@ def grouped_step(group: VmapGroup | PackedLSTM, cfg: TrainConfig, data: torch.Te
 def identity(group: VmapGroup | PackedLSTM, models: list[nn.Module], cfg: TrainConfig, data: torch.Tensor) -> dict:
     """How far one grouped forward and backward is from each member's own: the largest absolute difference
     of the logits, of the losses and of the gradients, and which parameters' gradients differ at all."""
-    gens = [torch.Generator().manual_seed(cfg.seed + i) for i in range(len(models))]
-    x, y = _batches(cfg, data, gens)
+    x, y = _batches(_streams(cfg, data, len(models)), 0)
     logits = group(x)
     losses = _member_losses(logits, y)
     losses.sum().backward()

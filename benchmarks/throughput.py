@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from musicscale.models import CPU_SIZES, SIZE_GRIDS, build_model, describe
 from musicscale.sample import generate
-from musicscale.train import TrainConfig, get_batch, make_optimizer, resolve_device
+from musicscale.train import TrainConfig, make_optimizer, resolve_device, window_stream
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
 
@@ -64,14 +64,14 @@ def train_tokens_per_s(arch: str, size: str, cfg: TrainConfig, steps: int, preci
     model = build_model(arch, size, vocab, cfg.context_length).to(device)
     opt = make_optimizer(model, cfg)
     data = torch.randint(0, vocab, (200_000,), device=device)
-    gen = torch.Generator().manual_seed(0)
+    stream = window_stream(data, cfg)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for i in range(steps + 3):
         if i == 3:  # warm-up steps excluded
             _sync(device)
             start = time.perf_counter()
-        x, y = get_batch(data, cfg, gen)
+        x, y = stream.batch(i)
         with _autocast(device, precision):
             loss = F.cross_entropy(model(x).reshape(-1, vocab).float(), y.reshape(-1))
         opt.zero_grad(set_to_none=True)

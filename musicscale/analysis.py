@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import holdout, scaling
+from . import holdout, repetition, scaling
+from .repetition import FRESH_EPOCHS
 
 HOLDOUT_FACTORS = {"N": 10.0, "D": 4.0}  # how far the held-out checks extrapolate, in N and in D
 SENSITIVITY_DELTAS = (1e-3, 1e-2, 1e-1)  # Huber deltas of the sensitivity table (the first is the main fit's)
@@ -46,6 +47,7 @@ def cooldown_points(runs: Sequence[dict]) -> list[dict]:
     return [{"run": r["run"], "size": r["size"], "seed": r["seed"], "N": r["params_non_embedding"],
              "N_total": r.get("params_total", r["params_non_embedding"]), "D": p["tokens"],
              "D_per_N": p["tokens"] / r["params_non_embedding"], "flops": p["flops"],
+             "U": r.get("unique_tokens"), "epochs": p.get("epochs"),
              "val_loss": p["val_loss"], "test_loss": p["test_loss"]}
             for r in sorted(runs, key=lambda r: (r["params_non_embedding"], r["seed"])) for p in r["curve"]]
 
@@ -217,6 +219,7 @@ def analyze_architecture(runs: Sequence[dict], *, entropy_rate: float | None, n_
                       for s, n, d, d_min in sorted({(r["size"], r["params_non_embedding"], r["tokens_seen"],
                                                      r["curve"][0]["tokens"]) for r in runs}, key=lambda t: t[1])]
     out["last_doubling_gain"] = gain_of_last_doubling(runs)
+    out["epochs"] = epochs_summary(records)
     try:
         fit = fit_joint(points, n_boot=n_boot, seed=seed)
     except ValueError as err:
@@ -246,6 +249,105 @@ def analyze_architecture(runs: Sequence[dict], *, entropy_rate: float | None, n_
     except ValueError as err:
         entry["error"] = str(err)
     out["compute"] = entry
+    return out
+
+
+def epochs_summary(records: Sequence[dict]) -> dict:
+    """How often the points' models read their data: the largest epochs, and the points beyond
+    :data:`FRESH_EPOCHS` (where a repeated token is no longer nearly as good as a fresh one)."""
+    epochs = [r["epochs"] for r in records if r.get("epochs") is not None]
+    if not epochs:  # runs of an older record without epochs
+        return {"max": None, "n_beyond": None, "n_points": len(records)}
+    beyond = [f"{r['run']} at D = {r['D']:,}" for r in records if (r.get("epochs") or 0) > FRESH_EPOCHS]
+    return {"max": float(max(epochs)), "unique_tokens": max(r["U"] for r in records if r.get("U")),
+            "n_beyond": len(beyond), "beyond": beyond, "threshold": FRESH_EPOCHS, "n_points": len(records)}
+
+
+def repeated_points(repeats: Sequence[dict], mains: Sequence[dict]) -> list[repetition.RepeatedPoint]:
+    """Every branch end of the repetition runs of one family, beside the mean test loss of the main runs of
+    its size at the same D (which read no token twice)."""
+    fresh: dict[tuple[str, int], list[float]] = {}
+    for r in mains:
+        for p in r["curve"]:
+            fresh.setdefault((r["size"], p["tokens"]), []).append(p["test_loss"])
+    out = []
+    for r in repeats:
+        U = r["config"]["unique_tokens"]
+        for p in r["curve"]:
+            ref = fresh.get((r["size"], p["tokens"]))
+            if ref:
+                out.append(repetition.RepeatedPoint(r["run"], r["size"], round(r["tokens_seen"] / U),
+                                                    float(r["params_non_embedding"]), float(p["tokens"]), float(U),
+                                                    float(p["test_loss"]), float(np.mean(ref))))
+    return out
+
+
+def analyze_repetition(repeats: Sequence[dict], mains: Sequence[dict], fit: scaling.JointFit, *, n_boot: int,
+                       seed: int) -> dict:
+    """R* of one family (:mod:`musicscale.repetition`) given its fresh-data joint law ``fit``, what a repeated
+    token is worth, and what the figure draws: the points at each run's longest branch (loss against epochs at
+    fixed D) and the fitted curve per size."""
+    pts = repeated_points(repeats, mains)
+    try:
+        rfit = repetition.fit_repetition(pts, fit.params, fit.boot_params, n_boot=n_boot, seed=seed)
+    except ValueError as err:
+        return {"error": str(err), "n_runs": len(repeats)}
+    out = rfit.to_dict()
+    R = rfit.R_star
+    ci = [v if v is not None and math.isfinite(v) else None for v in rfit.R_star_ci]
+    out["worth"] = {str(k): {"value": repetition.worth_of_epoch(k, R),
+                        "ci": [repetition.worth_of_epoch(k, c) if c else None for c in ci]}
+                    for k in (2, 4, 16)}
+    sizes = sorted({(p.N, p.size) for p in pts})
+    out["sizes"] = [s for _, s in sizes]
+    out["max_epochs"] = float(max(p.D / p.U for p in pts))
+    longest = {}
+    for p in pts:
+        longest[p.run] = max(longest.get(p.run, p), p, key=lambda q: q.D)
+    out["figure"] = {"points": [{"size": p.size, "N": p.N, "epochs": p.D / p.U, "L": p.L, "L_fresh": p.L_fresh,
+                                 "D": p.D} for p in longest.values()],
+                     "fresh": [{"size": r["size"], "epochs": r.get("epochs"), "L": r["test_loss"],
+                                "D": r["tokens_seen"]} for r in mains if r["size"] in out["sizes"]]}
+    curves = []
+    for N, size in sizes:
+        D = max(p.D for p in pts if p.size == size)
+        L_fresh = float(np.mean([p.L_fresh for p in pts if p.size == size and p.D == D]))
+        epochs = np.geomspace(1.0, out["max_epochs"], 40)
+        pred = L_fresh + scaling.joint_law(fit.params, N, repetition.effective_data(D, D / epochs, R)) \
+            - scaling.joint_law(fit.params, N, D)
+        curves.append({"size": size, "D": D, "epochs": epochs.tolist(), "L": pred.tolist()})
+    out["figure"]["curves"] = curves
+    return out
+
+
+def effective_joint(runs: Sequence[dict], R_star: dict | None, *, n_boot: int, seed: int) -> dict:
+    """The joint law of a real corpus on effective data: every point's D replaced by D' with the R* measured
+    on the grammar for this family, where it is identified (points beyond the epochs that experiment measured are
+    left out: D' would be extrapolated there); otherwise the law on the points within :data:`FRESH_EPOCHS` epochs
+    only. Says which, and how many points that left out."""
+    records = cooldown_points(runs)
+    if any(r.get("U") is None for r in records):
+        return {"error": "runs without a record of their unique tokens (trained before epochs were recorded)"}
+    points = holdout.Points.from_records(records)
+    U = np.array([r["U"] for r in records], dtype=float)
+    out: dict = {"max_epochs": float(max(r["epochs"] for r in records))}
+    if R_star and R_star.get("identified"):
+        # D' is measured up to the repetition experiment's largest epochs: points beyond are extrapolation, left out
+        keep = np.array([r["epochs"] <= R_star["max_epochs"] for r in records])
+        out.update(basis="effective data D'", R_star=R_star["R_star"], n_left_out=int((~keep).sum()),
+                   measured_epochs=R_star["max_epochs"])
+        points = holdout.Points(points.N, repetition.effective_data(points.D, U, R_star["R_star"]), points.L,
+                                points.run)[keep]
+    else:
+        keep = np.array([r["epochs"] <= FRESH_EPOCHS for r in records])
+        out.update(basis=f"points within {FRESH_EPOCHS:g} epochs", R_star=None, n_left_out=int((~keep).sum()))
+        points = points[keep]
+    try:
+        fit = fit_joint(points, n_boot=n_boot, seed=seed)
+    except ValueError as err:
+        out["error"] = str(err)
+        return out
+    out.update({k: v for k, v in fit.to_dict().items() if k != "residuals"})
     return out
 
 
@@ -326,7 +428,7 @@ def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot:
         per_arch = {a: architecture_job(job) for a, job in architecture_jobs(runs, entropy_rate, n_boot, seed).items()}
     archs = list(per_arch)
     out: dict = {"n_runs": len(runs), "entropy_rate": entropy_rate}
-    for key in ("budgets", "last_doubling_gain", "joint", "holdout", "sensitivity", "ground_truth",
+    for key in ("budgets", "last_doubling_gain", "epochs", "joint", "holdout", "sensitivity", "ground_truth",
                 "single_budget", "compute"):
         out[key] = {a: v[key] for a, v in per_arch.items() if key in v}
     fits = {a: v["joint"].get("_fit") for a, v in per_arch.items()}

@@ -314,8 +314,9 @@ def _run(model: _Model, choose: Callable[[_Dist], int]) -> tuple[str, float]:
     return "\n".join([f"X:1\nM:{meter}\nL:1/8\nK:{key}"] + parts), logp
 
 
-def sample_tunes(n: int, seed: int, config: GrammarConfig | None = None) -> list[tuple[str, float]]:
-    """``n`` tunes with their exact natural-log probabilities; deterministic given ``seed``."""
+def sample_tunes(n: int, seed: int | Sequence[int], config: GrammarConfig | None = None) -> list[tuple[str, float]]:
+    """``n`` tunes with their exact natural-log probabilities; deterministic given ``seed`` (an integer, or a
+    sequence of them that names one independent stream, as ``numpy.random.default_rng`` takes it)."""
     model = _model(config or GrammarConfig())
     rng = np.random.default_rng(seed)
     uniforms = iter(())
@@ -331,6 +332,43 @@ def sample_tunes(n: int, seed: int, config: GrammarConfig | None = None) -> list
         return min(bisect_right(dist.cum, u), len(dist.options) - 1)
 
     return [_run(model, choose) for _ in range(n)]
+
+
+TUNES_PER_CHUNK = 1000  # a sized draw is made of chunks of this many tunes, each from a stream of its own
+
+
+def _chunk(args: tuple) -> list[tuple[str, float]]:
+    seed, k, config = args
+    return sample_tunes(TUNES_PER_CHUNK, seed=[*seed, k], config=config)
+
+
+def sample_to_size(min_chars: int, seed: Sequence[int], config: GrammarConfig | None = None, *,
+                   separator_chars: int = 1, n_workers: int = 1) -> list[tuple[str, float]]:
+    """The fewest tunes, drawn in order from the seeded chunks ``[*seed, 0]``, ``[*seed, 1]``, ..., whose
+    characters (each tune counted with ``separator_chars`` more) reach ``min_chars``; with their exact
+    log-probabilities. ``n_workers`` processes draw chunks in parallel; the tunes do not depend on it."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    tunes: list[tuple[str, float]] = []
+    chars, k = 0, 0
+    pool = ProcessPoolExecutor(n_workers) if n_workers > 1 else None
+    try:
+        while chars < min_chars:
+            # about enough chunks for what is missing, at least one per worker
+            per_chunk = (chars / len(tunes) + separator_chars) * TUNES_PER_CHUNK if tunes else 150 * TUNES_PER_CHUNK
+            wave = max(n_workers, math.ceil((min_chars - chars) / per_chunk))
+            args = [(tuple(seed), k + i, config) for i in range(wave)]
+            for chunk in (pool.map(_chunk, args) if pool else map(_chunk, args)):
+                for text, logp in chunk:
+                    if chars >= min_chars:
+                        break
+                    tunes.append((text, logp))
+                    chars += len(text) + separator_chars
+            k += wave
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    return tunes
 
 
 def parse_tune(text: str, config: GrammarConfig | None = None) -> list:

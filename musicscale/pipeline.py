@@ -25,11 +25,12 @@ NOTEBOOKS = ROOT / "notebooks"
 STAGES = tuple(stage_modules.STAGES)
 
 # Parameters per stage on top of the defaults of each stage's Params (musicscale/stages), which are the smoke run
-# and which each notebook's parameters cell repeats.
+# and which each notebook's parameters cell repeats. The data stage's synthetic_train_tokens is set from the train
+# stage's budgets (stage_parameters) unless a profile or an override sets it.
 PROFILES: dict[str, dict[str, dict]] = {
     "smoke": {},
     "default": {
-        "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_tunes": 4000},
+        "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_eval_tunes": 400, "n_workers": 2},
         "03_train": {
             # the four sizes up to tiny span the fit of the held-out check in N; medium lies >= 10x beyond them.
             # Three seeds of every size: the bootstrap redraws the seeds of each size.
@@ -40,13 +41,15 @@ PROFILES: dict[str, dict[str, dict]] = {
             "extra_seeds": 2, "extra_seed_sizes": ["nano", "micro", "mini", "tiny", "small", "medium"],
             "schedule_check": {"dataset": "synthetic", "arch": "transformer", "size": "tiny", "seeds": 3,
                                "points": 2},
+            # what a repeated token is worth: two sizes per family on 1/4, 1/16 and 1/64 of their D
+            "repetition": {"dataset": "synthetic", "sizes": ["mini", "tiny"], "factors": [4, 16, 64], "seeds": 2},
             "eval_tokens": 65_536, "n_workers": 2,
         },
         "04_analyze": {"n_boot": 500},
         "05_generate": {"n_samples": 50, "max_new_tokens": 500},
     },
     "gpu": {
-        "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_tunes": 20000},
+        "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_eval_tunes": 2000, "n_workers": 16},
         "03_train": {
             "sizes": ["micro", "tiny", "small", "medium", "large", "xl", "gpu-s", "gpu-m", "gpu-l"],
             "context_length": 256, "batch_size": 64, "n_branches": 7,
@@ -55,6 +58,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             "extra_seeds": 2, "extra_seed_sizes": ["micro", "tiny", "small", "gpu-l"],
             "schedule_check": {"dataset": "synthetic", "arch": "transformer", "size": "medium", "seeds": 3,
                                "points": 3},
+            "repetition": {"dataset": "synthetic", "sizes": ["tiny", "small"], "factors": [4, 16, 64], "seeds": 2},
             "eval_tokens": 262_144, "device": "cuda", "n_workers": 1,
         },
         "04_analyze": {"n_boot": 2000},
@@ -63,14 +67,20 @@ PROFILES: dict[str, dict[str, dict]] = {
 }
 
 
-def profiles_table():
-    """What each profile runs, from :data:`PROFILES` over the stages' defaults (the reproduce page shows it)."""
+def profiles_table(unique_tokens: dict[str, int] | None = None):
+    """What each profile runs, from :data:`PROFILES` over the stages' defaults (the reproduce page shows it),
+    with the most tokens any branch reads and, for the real corpora of ``unique_tokens`` (dataset -> training
+    tokens of this build), the epochs that makes; the grammar's data are drawn to size (no token read twice)."""
     from .tables import markdown_table
 
     rows = []
     for name, profile in PROFILES.items():
         p = {stage: {**stage_modules.module(stage).Params.defaults(), **profile.get(stage, {})} for stage in STAGES}
         data, train = p["01_data"], p["03_train"]
+        reads = stage_modules.module("03_train").synthetic_tokens_needed(**train) - train["context_length"]
+        epochs = [f"{d}: {reads / n:.2g}" for d, n in (unique_tokens or {}).items() if d in data["corpus"]]
+        if "synthetic" in data["corpus"]:
+            epochs.append("synthetic: ≤ 1 (drawn to size)")
         seeded = [s for s in train["sizes"] if s in train["extra_seed_sizes"]]
         n_seeds = 1 + train["extra_seeds"]
         rows.append({
@@ -79,11 +89,14 @@ def profiles_table():
                       else str(n_seeds if seeded else 1)),
             "branches": train["n_branches"], "steps": f"{train['min_steps']:,}–{train['max_steps']:,}",
             "context": train["context_length"], "rates": len(train["lr_factors"]),
-            "boot": p["04_analyze"]["n_boot"], "samples": p["05_generate"]["n_samples"], "device": train["device"]})
+            "boot": p["04_analyze"]["n_boot"], "samples": p["05_generate"]["n_samples"], "device": train["device"],
+            "reads": reads, "epochs": "; ".join(epochs) or "—"})
     return markdown_table(rows, [
         ("profile", "profile", None), ("datasets", "datasets", None), ("sizes", "sizes (each family)", None),
         ("seeds", "seeds", None), ("branches", "branches", None), ("steps", "longest branch (steps)", None),
-        ("context", "context", None), ("rates", "rates probed", None), ("boot", "bootstrap draws", ","),
+        ("context", "context", None), ("reads", "most tokens a branch reads", ","),
+        ("epochs", "largest epochs (real corpora of this build)", None),
+        ("rates", "rates probed", None), ("boot", "bootstrap draws", ","),
         ("samples", "samples per model", None), ("device", "device", None)])
 
 
@@ -98,6 +111,11 @@ def stage_parameters(profile: str, workdir: str | Path, seed: int = 0,
         if stage not in params:
             raise ValueError(f"overrides: unknown stage {stage!r}; allowed: {list(STAGES)}")
         params[stage].update(values)
+    data = params["01_data"]
+    if "synthetic_train_tokens" not in data:  # the grammar draws what the train stage reads: no token read twice
+        need = stage_modules.module("03_train").synthetic_tokens_needed(**params["03_train"])
+        if need:
+            data["synthetic_train_tokens"] = need
     return params
 
 

@@ -185,6 +185,34 @@ def training_curves(results: dict, datasets: Sequence[str] | None = None) -> Fig
     return fig
 
 
+def repetition(results: dict, datasets: Sequence[str] | None = None) -> Figure:
+    """The repetition experiment, one panel per family: the test loss at each run's longest branch (fixed D)
+    against the epochs it read its data for, per size (fresh runs at their epochs <= 1), with the fitted
+    effective-data model (:mod:`musicscale.repetition`). Drawn from the results' JSON alone."""
+    entries = [(d, a, e) for d in (datasets or results["datasets"])
+               for a, e in results["datasets"][d].get("repetition", {}).items() if "figure" in e]
+    fig, axes = plt.subplots(1, max(1, len(entries)), figsize=(6 * max(1, len(entries)), 4), squeeze=False)
+    for ax, (d, arch, e) in zip(axes[0], entries):
+        cmap = plt.get_cmap("viridis", max(2, len(e["sizes"])))
+        for k, size in enumerate(e["sizes"]):
+            mine = [p for p in e["figure"]["points"] + e["figure"]["fresh"] if p["size"] == size]
+            curve = next(c for c in e["figure"]["curves"] if c["size"] == size)
+            ax.scatter([p["epochs"] for p in mine], [p["L"] for p in mine], color=cmap(k), s=14,
+                       label=f"{size}, D = {curve['D']:,.0f}")
+            ax.plot(curve["epochs"], curve["L"], color=cmap(k), linewidth=1)
+        ax.axvline(4.0, color="grey", linestyle=":", linewidth=1)
+        R = e["R_star"]
+        fitted = f"R* = {R:.3g}" if e["identified"] else f"R* not identified (fit at {R:.3g})"
+        ax.set(xscale="log", xlabel="epochs of the unique data (D / U)", ylabel="test loss at D (nats/char)",
+               title=f"{d}: {arch}, {fitted}")
+        ax.legend(fontsize=7)
+    if not entries:
+        axes[0][0].text(0.5, 0.5, "no repetition experiment in this build", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
 def compute_frontier(results: dict, datasets: Sequence[str] | None = None) -> Figure:
     """Validation loss against training FLOPs at every end of cooldown (seeds averaged), the frontier and L(C)."""
     datasets = list(datasets or results["datasets"])

@@ -42,7 +42,7 @@ class RunSpec:
 
     dataset: str
     config: TrainConfig
-    kind: str = "main"
+    kind: str = "main"  # or "lr", "cosine", "repeat" (the repetition experiment: a prefix of the data, in epochs)
 
     @property
     def name(self) -> str:
@@ -52,6 +52,8 @@ class RunSpec:
             return f"{base}-lr{c.lr:.3g}-probe{c.train_branches}"
         if self.kind == "cosine":
             return f"{base}-cosine"
+        if self.kind == "repeat":
+            return f"{base}-u{c.unique_tokens}"
         return base
 
 
@@ -243,6 +245,9 @@ def token_budget(arch: str, size: str, context_length: int, batch_size: int, *, 
 
 # What a schedule check may leave out: its seeds, and how many branch lengths (from the longest) it checks.
 SCHEDULE_CHECK_DEFAULTS = {"seeds": 2, "points": 2}
+# What the repetition experiment may leave out: its dataset (the synthetic one, where the study has it), its
+# sizes (the second and third smallest of each family), the repetition factors D/U and the seeds per run.
+REPETITION_DEFAULTS = {"dataset": None, "sizes": None, "factors": [4, 16], "seeds": 1}
 
 
 @dataclass(frozen=True)
@@ -259,6 +264,7 @@ class Study:
     lr_probe_branches: int  # a probe trains the shortest branches of its size's run and is scored on the last
     lr_max_extensions: int  # grid points added at an end while the best rate is at that end
     schedule_check: dict | None  # {"dataset", "arch", "size", "seeds", "points"}: cosine runs vs branches
+    repetition: dict | None = None  # {"dataset", "sizes", "factors", "seeds"}: runs on a prefix of D / factor tokens
 
     def __post_init__(self) -> None:
         for name in ("min_steps", "max_steps"):
@@ -282,6 +288,19 @@ class Study:
             for key in ("seeds", "points"):
                 value = self.schedule_check.get(key, SCHEDULE_CHECK_DEFAULTS[key])
                 as_int(f"schedule_check[{key!r}]", value, minimum=1)
+        if self.repetition is not None:
+            rep = self.repetition
+            if not isinstance(rep, dict) or set(rep) - set(REPETITION_DEFAULTS):
+                raise ValueError(f"repetition must be None or a dict with keys among {sorted(REPETITION_DEFAULTS)}, "
+                                 f"got {rep!r}")
+            factors = rep.get("factors", REPETITION_DEFAULTS["factors"])
+            if (not isinstance(factors, (list, tuple)) or not factors
+                    or any(isinstance(f, bool) or not isinstance(f, int) or f < 2 or f & (f - 1) for f in factors)):
+                raise ValueError(f"repetition['factors'] must be powers of two of at least 2 (D / U), got {factors!r}")
+            as_int("repetition['seeds']", rep.get("seeds", REPETITION_DEFAULTS["seeds"]), minimum=1)
+            sizes = rep.get("sizes")
+            if sizes is not None and (not isinstance(sizes, (list, tuple)) or not sizes):
+                raise ValueError(f"repetition['sizes'] must be None or a list of sizes, got {sizes!r}")
 
 
 def plan_runs(datasets: Sequence[str], archs: Sequence[str], sizes: Sequence[str], seed: int, base: TrainConfig,
@@ -346,6 +365,52 @@ def lr_search(workdir: Workdir, mains: Sequence[RunSpec], study: Study, *, clien
                     log(f"{k[0]}/{k[1]}-{k[2]}: the best rate {best:.3g} is at the {where} end of the grid; "
                         "adding the next rate beyond it")
     return out
+
+
+def tokens_read(cfg: TrainConfig) -> int:
+    """The training tokens the model of a run's last point reads: its longest branch (or the whole cosine run)."""
+    return schedule_points(cfg)[-1].end * cfg.batch_tokens
+
+
+def split_tokens_needed(specs: Iterable[RunSpec]) -> dict[str, int]:
+    """Per dataset, the training tokens its split must hold so that no run of ``specs`` reads a token twice (a
+    repetition run needs only its prefix): D plus one window's slack (:class:`musicscale.batches.WindowStream`)."""
+    need: dict[str, int] = {}
+    for s in specs:
+        reads = s.config.unique_tokens or tokens_read(s.config)
+        need[s.dataset] = max(need.get(s.dataset, 0), reads + s.config.context_length)
+    return need
+
+
+def _non_embedding(spec: RunSpec) -> int:
+    c = spec.config
+    return describe(c.arch, c.size, vocab_size=128, context_length=c.context_length)["params_non_embedding"]
+
+
+def repetition_specs(mains: Sequence[RunSpec], rep: dict, datasets: Sequence[str], seed: int) -> list[RunSpec]:
+    """The repetition experiment (Muennighoff et al. 2023): at each chosen size of every family, the main run's
+    configuration (its budget D, its chosen rate), trained on only the first ``D / factor`` tokens of the split,
+    read ``factor`` times, for each factor and ``seeds`` seeds. [] where the study has no dataset for it."""
+    dataset = rep.get("dataset") or ("synthetic" if "synthetic" in datasets else None)
+    if dataset is None:
+        return []
+    if dataset not in datasets:
+        raise ValueError(f"repetition: dataset {dataset!r} is not a dataset of this study ({list(datasets)})")
+    specs = []
+    for arch in dict.fromkeys(m.config.arch for m in mains):
+        own = sorted({m.config.size: m for m in mains if m.dataset == dataset and m.config.arch == arch
+                      and m.config.seed == seed}.values(), key=_non_embedding)
+        sizes = rep.get("sizes") or [m.config.size for m in own[1:3]]
+        for size in sizes:
+            main = next((m for m in own if m.config.size == size), None)
+            if main is None:
+                raise ValueError(f"repetition: size {size!r} is not a size of this study's {arch} runs "
+                                 f"({[m.config.size for m in own]}); set repetition['sizes']")
+            D = main.config.token_budget
+            for factor in rep.get("factors", REPETITION_DEFAULTS["factors"]):
+                for sd in range(seed, seed + int(rep.get("seeds", REPETITION_DEFAULTS["seeds"]))):
+                    specs.append(RunSpec(dataset, replace(main.config, seed=sd, unique_tokens=D // factor), "repeat"))
+    return specs
 
 
 def schedule_check_specs(mains: Sequence[RunSpec], check: dict, seed: int) -> list[RunSpec]:

@@ -3,17 +3,20 @@
 The default schedule is warmup-stable-decay (WSD; Hägele et al. 2024, "Scaling Laws and Compute-Optimal
 Training Beyond Fixed Training Durations"): a linear warm-up, then a constant peak rate on a *trunk* that
 never decays. At each of ``n_branches`` token counts ``D_k = token_budget / branch_ratio^k`` a *branch*
-copies the model, the optimizer and the data stream at ``0.8 D_k``, decays the rate to zero over the last
+copies the model and the optimizer at ``0.8 D_k``, decays the rate to zero over the last
 ``cooldown_frac`` of ``D_k`` (the "1 - sqrt" shape that paper found best) and measures the validation and
 test loss: one point ``(N, D_k, L)`` per branch, each the loss a full WSD run of length ``D_k`` would reach,
 for about 1.2 times the cost of the longest run alone. ``schedule="cosine"`` trains the classic cosine run
 (warm-up, cosine decay to ``min_lr_ratio`` of the peak) with ``n_evals`` points along the way, for the check
 that a branch at D matches a cosine run of length D.
 
-AdamW (decay on matrices only), gradient clipping. Validation and test losses are tune-aligned
-(:mod:`musicscale.evaluate`). The full training state is checkpointed atomically (``checkpoint.pt``) at
-each branch, so an interrupted run resumes and ends exactly as an uninterrupted one would (on the CPU,
-for a fixed thread count); the weights of the last point are saved as ``model.pt``.
+Batches are epochs of shuffled windows of the training split (:mod:`musicscale.batches`), a function of
+the seed and the step, so a branch reads what the trunk would have read; every point records its epochs
+(tokens read / unique training tokens). AdamW (decay on matrices only), gradient clipping. Validation and
+test losses are tune-aligned (:mod:`musicscale.evaluate`). The full training state is checkpointed
+atomically (``checkpoint.pt``) at each branch, so an interrupted run resumes and ends exactly as an
+uninterrupted one would (on the CPU, for a fixed thread count); the weights of the last point are saved as
+``model.pt``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from . import __version__
+from .batches import WindowStream
 from .evaluate import evaluate_tunes
 from .models import architecture, build_model, non_embedding_parameters, total_parameters
 from .workdir import CorruptArtifactError, atomic_write, git_commit, load_torch, move_aside
@@ -65,6 +69,7 @@ class TrainConfig:
     eval_tokens: int = 8192  # validation tokens (whole tunes) per point; the test split is measured whole
     device: str = "auto"
     threads: int | None = None  # torch CPU threads; None leaves torch's default
+    unique_tokens: int | None = None  # read only the first this many training tokens, in epochs (None: the split)
 
     def __post_init__(self) -> None:
         for name in ("token_budget", "context_length", "batch_size", "n_evals", "eval_tokens", "n_branches"):
@@ -84,6 +89,10 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'wsd' or 'cosine', got {self.schedule!r}")
         if not self.branch_ratio > 1 or not 0 < self.cooldown_frac < 1 or not 0 <= self.warmup_frac < 1:
             raise ValueError("branch_ratio must be > 1, cooldown_frac in (0, 1) and warmup_frac in [0, 1)")
+        if self.unique_tokens is not None and (isinstance(self.unique_tokens, bool) or not isinstance(
+                self.unique_tokens, (int, np.integer)) or self.unique_tokens < self.context_length):
+            raise ValueError(f"unique_tokens must be None or an integer of at least context_length="
+                             f"{self.context_length}, got {self.unique_tokens!r}")
         if self.train_branches is not None and not 1 <= self.train_branches <= self.n_branches:
             raise ValueError(f"train_branches must be None or 1..n_branches, got {self.train_branches!r}")
         points = schedule_points(self)
@@ -188,12 +197,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=ADAM_BETAS, foreach=True)
 
 
-def get_batch(data: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows of ``context_length + 1`` tokens from a split stream: inputs and targets."""
-    starts = torch.randint(len(data) - cfg.context_length - 1, (cfg.batch_size,), generator=gen)
-    offsets = torch.arange(cfg.context_length + 1)
-    windows = data[starts[:, None] + offsets]
-    return windows[:, :-1], windows[:, 1:]
+def window_stream(data: torch.Tensor, cfg: TrainConfig) -> WindowStream:
+    """The order in which a run of ``cfg`` reads the training stream ``data`` (:mod:`musicscale.batches`)."""
+    return WindowStream(data, cfg.context_length, cfg.batch_size, cfg.seed, cfg.unique_tokens)
 
 
 def evaluate(model: torch.nn.Module, data: torch.Tensor, context_length: int, max_tokens: int | None = None,
@@ -202,11 +208,10 @@ def evaluate(model: torch.nn.Module, data: torch.Tensor, context_length: int, ma
     return evaluate_tunes(model, data, context_length, max_tokens=max_tokens, device=device)["loss"]
 
 
-def _state(model, optimizer, step, gen, curve, cfg, data_fingerprint) -> dict:
+def _state(model, optimizer, step, curve, cfg, data_fingerprint) -> dict:
     return {
         "config": asdict(cfg), "data_fingerprint": data_fingerprint, "step": step, "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(), "batch_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
-        "curve": curve,
+        "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "curve": curve,
     }
 
 
@@ -257,15 +262,15 @@ class _Clock:
         self.started = time.perf_counter()
 
 
-def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: torch.Tensor, cfg: TrainConfig,
-           gen: torch.Generator, start: int, end: int, lr: Callable[[int], float], bar) -> float:
+def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream: WindowStream, cfg: TrainConfig,
+           start: int, end: int, lr: Callable[[int], float], bar) -> float:
     """Optimizer steps ``start .. end - 1`` at rate ``lr(step)``; returns the mean training loss."""
     total, n = 0.0, 0
     model.train()
     for step in range(start, end):
         for group in optimizer.param_groups:
             group["lr"] = lr(step)
-        x, y = get_batch(data, cfg, gen)
+        x, y = stream.batch(step)
         logits = model(x)
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
         optimizer.zero_grad(set_to_none=True)
@@ -278,17 +283,16 @@ def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: torch
     return total / n if n else math.nan
 
 
-def _branch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator, cfg: TrainConfig):
-    """Independent copies of the model, the optimizer state and the data stream, to cool down from here."""
+def _branch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig):
+    """Independent copies of the model and the optimizer state, to cool down from here (the branch reads the
+    batches the trunk would have read: a batch is a function of the step)."""
     b_model = copy.deepcopy(model)
     for module in b_model.modules():  # a copied cuDNN RNN holds its weights apart; put them in one block again
         if isinstance(module, torch.nn.RNNBase):
             module.flatten_parameters()
     b_opt = make_optimizer(b_model, cfg)
     b_opt.load_state_dict(copy.deepcopy(optimizer.state_dict()))
-    b_gen = torch.Generator()
-    b_gen.set_state(gen.get_state())
-    return b_model, b_opt, b_gen
+    return b_model, b_opt
 
 
 def train(
@@ -324,9 +328,8 @@ def train(
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, cfg.size, vocab_size, cfg.context_length).to(device)
     optimizer = make_optimizer(model, cfg)
-    gen = torch.Generator().manual_seed(cfg.seed)
     data = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in tokens.items()}
-    train_data = data["train"].to(device)
+    stream = window_stream(data["train"].to(device), cfg)
     flops_per_token = model.flops_per_token()
     measure_test = cfg.train_branches is None
 
@@ -336,7 +339,6 @@ def train(
     if state is not None:  # resume
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        gen.set_state(state["batch_rng"])
         torch.set_rng_state(state["torch_rng"])
         step, curve = state["step"], state["curve"]
         wall_before = state.get("wall_time_s", 0.0)
@@ -348,17 +350,17 @@ def train(
     bar = tqdm(total=trained, initial=done, disable=not progress, leave=False,
                desc=f"{cfg.arch}-{cfg.size}-s{cfg.seed}", unit="step")
     for point in points[len(curve):]:
-        train_loss = _steps(model, optimizer, train_data, cfg, gen, step, point.fork, lambda s: lr_at(s, cfg), bar)
+        train_loss = _steps(model, optimizer, stream, cfg, step, point.fork, lambda s: lr_at(s, cfg), bar)
         step = point.fork
         measured = model
         if point.cooldown:
-            measured, b_opt, b_gen = _branch(model, optimizer, gen, cfg)
-            train_loss = _steps(measured, b_opt, train_data, cfg, b_gen, point.fork, point.end,
+            measured, b_opt = _branch(model, optimizer, cfg)
+            train_loss = _steps(measured, b_opt, stream, cfg, point.fork, point.end,
                                 lambda s, p=point: cooldown_lr(s, p, cfg), bar)
         clock.lap()
         tokens_seen = point.end * cfg.batch_tokens
         entry = {"step": point.end, "fork_step": point.fork, "tokens": tokens_seen,
-                 "flops": tokens_seen * flops_per_token, "train_loss": train_loss,
+                 "epochs": stream.epochs(point.end), "flops": tokens_seen * flops_per_token, "train_loss": train_loss,
                  "val_loss": evaluate(measured, data["val"], cfg.context_length, cfg.eval_tokens, device=device),
                  "test_loss": evaluate(measured, data["test"], cfg.context_length, device=device)
                  if measure_test else None}
@@ -367,7 +369,7 @@ def train(
             _save({"arch": cfg.arch, "size": cfg.size, "vocab_size": vocab_size, "context_length": cfg.context_length,
                    "step": point.end, "model": measured.state_dict(), "config": asdict(cfg),
                    "data_fingerprint": data_fingerprint}, model_path)
-        state = _state(model, optimizer, step, gen, curve, cfg, data_fingerprint)
+        state = _state(model, optimizer, step, curve, cfg, data_fingerprint)
         state["wall_time_s"] = clock.seconds
         _save(state, ckpt_path)
         bar.set_postfix(val=f"{entry['val_loss']:.3f}")
@@ -387,6 +389,7 @@ def train(
         "config": asdict(cfg), "data_fingerprint": data_fingerprint,
         "params_non_embedding": n_params, "params_total": total_parameters(model),
         "flops_per_token": flops_per_token, "tokens_seen": last["tokens"], "flops": last["flops"],
+        "unique_tokens": stream.unique, "epochs": last["epochs"],
         "steps": last["step"], "trained_tokens": trained_tokens, "trained_flops": trained_tokens * flops_per_token,
         "wall_time_s": wall, "tokens_per_s": trained_tokens / wall if wall > 0 else None,
         "curve": curve,

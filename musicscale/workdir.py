@@ -5,7 +5,7 @@ Every stage writes under one ``workdir``::
     data/<dataset>/{train,val,test}.txt, corpus_report.json      (01_data)
     tokens/<dataset>/{train,val,test}.npy, meta.json              (02_tokenize)
     runs/<dataset>/<arch>-<size>-s<seed>-t<budget>[-lr<rate>-probe<k>|-cosine]/{checkpoint.pt,model.pt,result.json},
-    runs/<dataset>/{sweep_results,lr_search,schedule_check}.json  (03_train)
+    runs/<dataset>/{sweep_results,lr_search,schedule_check,repetition}.json  (03_train)
     results/experiment_results.json, *.png                        (04_analyze)
     generated/<dataset>/<arch>-<size>/{samples.jsonl,summary.json,best.svg,best.ogg,best.mid}  (05_generate)
 
@@ -46,7 +46,7 @@ class MissingArtifactError(FileNotFoundError):
 
 # The report's figures, by the stage that draws them: 03 the rate search, 04 the laws, 05 musical validity.
 FIGURES = ("lr_search", "joint_law", "scaling_laws", "holdout", "architecture_comparison", "training_curves",
-           "compute_frontier", "validity_vs_size")
+           "compute_frontier", "repetition", "validity_vs_size")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,12 @@ class Workdir:
 
     def corpus_report(self, dataset: str) -> Path:
         return self.data_dir(dataset) / "corpus_report.json"
+
+    def unlimited(self, dataset: str) -> bool:
+        """Whether a dataset's data are unlimited (drawn from the grammar), as its corpus report says: there no
+        run may read a training token twice."""
+        report = self.corpus_report(dataset)
+        return bool(report.exists() and read_json(report).get("unlimited", False))
 
     def tokens_dir(self, dataset: str) -> Path:
         return self.root / "tokens" / dataset
@@ -91,6 +97,9 @@ class Workdir:
 
     def schedule_check(self, dataset: str) -> Path:
         return self.runs_dir(dataset) / "schedule_check.json"
+
+    def repetition(self, dataset: str) -> Path:
+        return self.runs_dir(dataset) / "repetition.json"
 
     @property
     def results_dir(self) -> Path:

@@ -13,9 +13,13 @@ parameter counts, token counts, which fits exist). ``tests/test_portable.py`` pr
 outputs survive a perturbation of every training loss far beyond cross-CPU noise. Fit correctness is the
 job of the unit tests on known laws. In ``05_generate`` the cells that show samples or statistics of
 samples (the validity tables, the gallery) are tagged ``nbval-ignore-output``: a sample is drawn from the
-model's probabilities, and a weight that differs in its last bit can change which character is drawn. In
-``03_train`` the training log and the learning-rate table are tagged too: which rate wins, and whether the
-grid is extended, is decided by comparing losses, and two rates within float noise of each other may swap.
+model's probabilities, and a weight that differs in its last bit can change which character is drawn.
+In ``03_train`` the training log and the learning-rate table are tagged too: which rate wins, and whether the
+grid is extended, is decided by comparing losses, and two rates within float noise of each other may swap. In
+``04_analyze`` the repetition tables are tagged: whether R* is identified is decided by where a fit of the
+seconds-sized smoke runs lands against a bound, which noise can move, and the real corpus's law follows it; so
+is the compute table, whose count of frontier points is decided by comparing the losses of sizes that can lie
+within float noise of each other.
 """
 
 from __future__ import annotations
@@ -25,8 +29,12 @@ from pathlib import Path
 RUN_DEPENDENT = ("03_train.ipynb", "04_analyze.ipynb", "05_generate.ipynb")
 
 MASKS = {
-    # a glued text value (papermill records a string as its repr): verdicts derived from fitted values
+    # a glued text value (papermill records a string as its repr, in double quotes if it holds a single one):
+    # verdicts derived from fitted values
     r"(?s)^'.*'$": "<text>",
+    r'(?s)^".*"$': "<text>",
+    # a table's yes/no verdict on a fitted value (does an interval cover H*?)
+    r"\b(yes|no)\b": "<yes/no>",
     # decimals and scientific notation, with an optional sign, exponent or percent sign
     r"[-+]?\d+(\.\d+)?[eE][-+]?\d+": "<x>",
     r"[-+]?\d+\.\d+%?": "<x>",

@@ -190,8 +190,7 @@ def test_corpus_failures_say_why(tmp_path):
     tunes = "\n\n".join(f"X:{i}\nM:4/4\nK:G\n|:{'GABc dedB|' * (i + 1)}:|" for i in range(4))
     (tmp_path / "utf16.abc").write_bytes(tunes.encode("utf-16"))
     (tmp_path / "bom8.abc").write_bytes(b"\xef\xbb\xbf" + tunes.replace("GABc", "ABcd").encode())
-    report = data.prepare_dataset(tmp_path / "w", [str(tmp_path / "utf16.abc"), str(tmp_path / "bom8.abc")], seed=0,
-                                n_synthetic_tunes=0)
+    report = data.prepare_dataset(tmp_path / "w", [str(tmp_path / "utf16.abc"), str(tmp_path / "bom8.abc")], seed=0)
     assert report["kept"] == 8 and report["dropped"] == {}
 
 
@@ -218,7 +217,7 @@ def test_partial_files_of_a_killed_write_are_removed(tmp_path):
     target = tmp_path / "stages" / "04_analyze.ipynb"
     killed = ("import os, sys; from musicscale.workdir import atomic_path; "
               "tmp = atomic_path(sys.argv[1], suffix='.ipynb').__enter__(); tmp.write_text('half'); os._exit(9)")
-    assert subprocess.run([sys.executable, "-c", killed, str(target)]).returncode == 9
+    assert subprocess.run([sys.executable, "-c", killed, str(target)], timeout=120).returncode == 9
     (left,) = target.parent.iterdir()
     assert left.name.startswith(".04_analyze.ipynb.partial-") and not target.exists()  # never half-written
     assert remove_partial_files(tmp_path) == [left] and not any(target.parent.iterdir())

@@ -20,8 +20,8 @@ def test_stages_name_the_missing_input_and_its_notebook(tmp_path):
 def test_bad_parameters_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"corpus: no files match the glob '/nowhere/\*\.abc'"):
         data.run(tmp_path, corpus="/nowhere/*.abc")
-    with pytest.raises(ValueError, match="n_synthetic_tunes"):
-        data.run(tmp_path, corpus="synthetic", n_synthetic_tunes=1)
+    with pytest.raises(ValueError, match="n_synthetic_eval_tunes"):
+        data.run(tmp_path, corpus="synthetic", n_synthetic_eval_tunes=0)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         generate.Params(temperature=0.0)
     with pytest.raises(ValueError, match="top_k"):
@@ -38,7 +38,7 @@ def test_data_and_tokenize_stages_on_user_files(tmp_path):
     tunes = "\n\n".join(f"X:{i}\nT:Tune {i}\nM:4/4\nL:1/8\nK:G\n|:{'GABc dedB|' * (i % 4 + 1)}:|" for i in range(12))
     (abc / "a.abc").write_text(tunes)
     wd = Workdir(tmp_path / "work")
-    report = data.prepare_dataset(wd.root, str(abc / "*.abc"), seed=3, n_synthetic_tunes=0)
+    report = data.prepare_dataset(wd.root, str(abc / "*.abc"), seed=3)
     assert report["dataset"] == "tunes" and report["duplicates_removed"] == 8  # 4 distinct bodies
     assert sum(s["tunes"] for s in report["splits"].values()) == 4
     assert read_json(wd.corpus_report("tunes"))["seed"] == 3

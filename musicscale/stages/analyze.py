@@ -5,6 +5,7 @@ the findings the book's prose cites.
 
 from __future__ import annotations
 
+import math
 import platform
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -15,9 +16,11 @@ from .. import __version__
 from ..analysis import (
     HOLDOUT_FACTORS,
     analyze_dataset,
+    analyze_repetition,
     architecture_job,
     architecture_jobs,
     cooldown_points,
+    effective_joint,
 )
 from ..params import StageParameters, as_int, as_optional_list
 from ..tables import glue_text, markdown_table
@@ -109,6 +112,19 @@ def run(workdir: str | Path, **params) -> dict:
         searches = read_json(wd.lr_search(dataset)) if wd.lr_search(dataset).exists() else []
         ds["lr_search"] = {a: [s for s in searches if s["arch"] == a] for a in per_arch}
         ds["points"] = {a: cooldown_points([r for r in runs if r["arch"] == a]) for a in per_arch}
+        if wd.repetition(dataset).exists():
+            repeats = read_json(wd.repetition(dataset))
+            ds["repetition"] = {a: analyze_repetition([r for r in repeats if r["arch"] == a],
+                                                      [r for r in runs if r["arch"] == a], v["joint"]["_fit"],
+                                                      n_boot=n_boot, seed=seed)
+                                for a, v in per_arch.items() if v["joint"].get("_fit") is not None}
+    # the real corpora's laws on effective data, with the R* each family showed where the truth is known
+    measured = {a: rep for ds in results["datasets"].values() for a, rep in ds.get("repetition", {}).items()}
+    for dataset, runs in sweeps.items():
+        if not wd.unlimited(dataset):
+            results["datasets"][dataset]["joint_effective"] = {
+                a: effective_joint([r for r in runs if r["arch"] == a], measured.get(a), n_boot=n_boot, seed=seed)
+                for a in results["datasets"][dataset]["joint"]}
     write_json(wd.experiment_results, strip_private(results))
     return results
 
@@ -254,6 +270,91 @@ def compute_table(results: dict):
         ("alpha", "α_C [95% CI]", None), ("c", "c (nats) [95% CI]", None), ("draws", "bootstrap draws", None)])
 
 
+def repetition_table(results: dict):
+    """Per family: R* of the effective data D' with its interval (or why it is not identified), what a token
+    read for the 2nd, 4th and 16th time is worth against a fresh one, and the fit's error beside that of
+    "a repeated token is as good as a fresh one"."""
+    rows = []
+    for d, arch, e in _rows(results, "repetition"):
+        if "error" in e:
+            rows.append({"dataset": d, "arch": arch, "R": f"not fitted: {e['error']}"})
+            continue
+        worth = {k: format_ci(w, "value", ".2f") if e["identified"] else "—"
+                 for k, w in ((k, {"value": v["value"], "value_ci": v["ci"]}) for k, v in e["worth"].items())}
+        rows.append({"dataset": d, "arch": arch, "sizes": ", ".join(e["sizes"]), "runs": e["n_runs"],
+                     "points": e["n_points"], "epochs": e["max_epochs"],
+                     "R": format_ci(e, "R_star", ".2f") if e["identified"] else _not_identified(e),
+                     "w2": worth["2"], "w4": worth["4"], "w16": worth["16"], "rmse": e["rmse"],
+                     "rmse0": e["rmse_no_cost"]})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("sizes", "sizes", None), ("runs", "runs", None),
+        ("points", "points", None), ("epochs", "up to epochs", ".0f"), ("R", "R* [95% CI]", None),
+        ("w2", "2nd read worth", None), ("w4", "4th read worth", None), ("w16", "16th read worth", None),
+        ("rmse", "RMSE, D' (nats)", ".4f"), ("rmse0", "RMSE, repeats = fresh", ".4f")])
+
+
+def _not_identified(e: dict) -> str:
+    lo, hi = e["bounds"]
+    at_top = e["R_star"] > (lo * hi) ** 0.5
+    return (f"not identified (fit {e['R_star']:.3g}, interval {e['R_star_ci'][0]:.3g}–{e['R_star_ci'][1]:.3g} reaches "
+            f"the search bound {hi if at_top else lo:g})")
+
+
+def repetition_worth(results: dict) -> str:
+    """One sentence per family: what a repeated token is worth against a fresh one, from the fitted R*."""
+    parts = []
+    for _, arch, e in _rows(results, "repetition"):
+        if "error" in e:
+            parts.append(f"for the {arch}, R* was not fitted ({e['error']})")
+        elif not e["identified"]:
+            upper = e["R_star"] > (e["bounds"][0] * e["bounds"][1]) ** 0.5
+            parts.append(f"for the {arch}, R* is not identified: its fit and interval reach the "
+                         + ("upper bound of the search, so up to the experiment's "
+                            f"{e['max_epochs']:.0f} epochs a repeated token costs nothing it can detect"
+                            if upper else "lower bound, so a repeated token is worth next to nothing"))
+        else:
+            w2, w4, w16 = (e["worth"][k] for k in ("2", "4", "16"))
+            R, (lo, hi) = e["R_star"], e["R_star_ci"]
+            parts.append(
+                f"for the {arch}, R* = {R:.2f} [{lo:.2f}, {hi:.2f}]: a token read for the second time is worth "
+                f"{w2['value']:.2f} [{w2['ci'][0]:.2f}, {w2['ci'][1]:.2f}] of a fresh one, for the fourth time "
+                f"{w4['value']:.2f} [{w4['ci'][0]:.2f}, {w4['ci'][1]:.2f}] and for the sixteenth "
+                f"{w16['value']:.2f} [{w16['ci'][0]:.2f}, {w16['ci'][1]:.2f}]; sixteen epochs of U unique tokens "
+                f"are worth {1 + R * -math.expm1(-15 / R):.1f} U of fresh data, not 16 U")
+    return "; ".join(parts) if parts else "no repetition experiment in this build"
+
+
+def effective_table(results: dict):
+    """Per real corpus and family: the joint law on effective data D' (or within the fresh range of epochs)
+    beside the law on D as read, with the largest epochs of its points."""
+    rows = []
+    for d, arch, e in _rows(results, "joint_effective"):
+        j = results["datasets"][d]["joint"].get(arch, {})
+        rows.append({"dataset": d, "arch": arch, "epochs": e.get("max_epochs"), "basis": e.get("basis", "—"),
+                     "left": e.get("n_left_out"), "E0": format_ci(j, "E"), "E": format_ci(e, "E"),
+                     "beta0": format_ci(j, "beta"), "beta": format_ci(e, "beta") if "beta" in e else e.get("error")})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("epochs", "largest epochs", ".2f"),
+        ("basis", "fitted on", None), ("left", "points left out", None), ("E0", "E, on D [95% CI]", None),
+        ("E", "E, on D' [95% CI]", None), ("beta0", "β, on D", None), ("beta", "β, on D'", None)])
+
+
+def effective_summary(results: dict) -> str:
+    """One sentence per real corpus and family: how far its largest epochs go and what D' changes."""
+    parts = []
+    for d, arch, e in _rows(results, "joint_effective"):
+        j = results["datasets"][d]["joint"].get(arch, {})
+        if "error" in e or j.get("beta") is None:
+            parts.append(f"{d} {arch}: not fitted ({e.get('error', 'no joint law on D')})")
+            continue
+        how = (f"on D' with R* = {e['R_star']:.2f}" if e["R_star"] is not None
+               else "on the points within the fresh range only")
+        how += f" ({e['n_left_out']} points beyond the measured epochs left out)" if e["n_left_out"] else ""
+        parts.append(f"{d} {arch} (at most {e['max_epochs']:.2f} epochs): fitted {how}, β = {e['beta']:.3f} "
+                     f"against {j['beta']:.3f} on D, E = {e['E']:.3f} against {j['E']:.3f}")
+    return "; ".join(parts) if parts else "no real corpus in this build"
+
+
 def findings(results: dict) -> dict[str, object]:
     """The numbers and verdicts the report's prose cites, by glue name (``<dataset>_<arch>_<quantity>``)."""
     values: dict[str, object] = {"n_runs": len(results["runs"]), "n_boot": results["parameters"]["n_boot"],
@@ -318,6 +419,8 @@ def glue(results: dict) -> None:
     never typed ones; a missing number reads "n/a (...)" with the reason, never "nan"."""
     for name, value in findings(results).items():
         glue_text(name, value, _finding_spec(name), missing=_finding_missing(name))
+    glue_text("repetition_worth", repetition_worth(results))
+    glue_text("repetition_effective_law", effective_summary(results))
 
 
 def _finding_spec(name: str) -> str:

@@ -4,6 +4,11 @@
 A source is ``"music21"`` (the ABC tunes inside music21), ``"synthetic"`` (tunes drawn from
 :mod:`musicscale.grammar`, whose exact entropy rate is known) or the user's own ``.abc`` files (a path, a
 glob, or a list of them that make one dataset).
+
+The grammar's data are unlimited, so no run may read a synthetic training token twice: its training split is
+drawn to size, at least ``synthetic_train_tokens`` tokens (the runner sets it from the train stage's budgets,
+:func:`musicscale.sweep.split_tokens_needed`), while its validation and test splits keep a fixed number of
+tunes (``n_synthetic_eval_tunes`` each), so H* and the cost of evaluation do not move with the budgets.
 """
 
 from __future__ import annotations
@@ -23,19 +28,33 @@ from ..workdir import SPLITS, Workdir, fingerprint, remove_partial_files, write_
 BUILTIN = (*corpus.NAMED_CORPORA, "synthetic")  # the sources named by a word rather than a path
 
 
+@dataclass(frozen=True)
+class SyntheticSize:
+    """How much the grammar draws: a training split of at least ``train_tokens`` tokens (characters and one
+    separator per tune), ``eval_tunes`` tunes in each of validation and test; ``n_workers`` drawing processes."""
+
+    train_tokens: int = 66_000
+    eval_tunes: int = 30
+    n_workers: int = 1
+
+
 @dataclass
 class Params(StageParameters):
     stage = "01_data"
 
     # "music21", "synthetic", a path or glob of .abc files, or a list of these
     corpus: list = field(default_factory=lambda: ["music21", "synthetic"])
-    n_synthetic_tunes: int = 300  # tunes drawn from the grammar
+    synthetic_train_tokens: int = SyntheticSize.train_tokens  # at least this many grammar tokens to train on
+    n_synthetic_eval_tunes: int = SyntheticSize.eval_tunes  # grammar tunes in each of validation and test
+    n_workers: int = SyntheticSize.n_workers  # processes drawing grammar tunes
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.corpus = check_corpus(self.corpus)
+        self.n_workers = as_int("n_workers", self.n_workers, minimum=1)
         if "synthetic" in self.corpus:
-            self.n_synthetic_tunes = as_int("n_synthetic_tunes", self.n_synthetic_tunes, minimum=3)
+            self.synthetic_train_tokens = as_int("synthetic_train_tokens", self.synthetic_train_tokens, minimum=1)
+            self.n_synthetic_eval_tunes = as_int("n_synthetic_eval_tunes", self.n_synthetic_eval_tunes, minimum=1)
         for s in self.corpus:  # a missing file or an empty glob stops the study before any stage runs
             if not (isinstance(s, str) and s in BUILTIN):
                 try:
@@ -49,8 +68,19 @@ def run(workdir: str | Path, **params) -> list[dict]:
     Returns the corpus report of each dataset."""
     p = Params.build(workdir=workdir, **params)
     remove_partial_files(Workdir(p.workdir).root / "data")
-    return [prepare_dataset(p.workdir, s, seed=p.seed, n_synthetic_tunes=p.n_synthetic_tunes, name=name)
+    synthetic = SyntheticSize(p.synthetic_train_tokens, p.n_synthetic_eval_tunes, p.n_workers)
+    return [prepare_dataset(p.workdir, s, seed=p.seed, synthetic=synthetic, name=name)
             for s, name in zip(p.corpus, dataset_names(p.corpus))]
+
+
+def synthetic_splits(seed: int, size: SyntheticSize, config: grammar.GrammarConfig | None = None
+                     ) -> dict[str, list[tuple[str, float]]]:
+    """The grammar's splits, each from a seeded stream of its own: a tune in two splits is a coincidence of
+    the grammar (as it would be of a corpus), never a copy."""
+    out = {split: grammar.sample_tunes(size.eval_tunes, seed=[seed, i], config=config)
+           for i, split in enumerate(("val", "test"), start=1)}
+    out["train"] = grammar.sample_to_size(size.train_tokens, seed=[seed, 3], config=config, n_workers=size.n_workers)
+    return {split: out[split] for split in SPLITS}
 
 
 def dataset_name(source: str | Sequence[str]) -> str:
@@ -95,19 +125,17 @@ def check_corpus(corpus_param) -> list[str | list[str]]:
 
 
 def prepare_dataset(workdir: str | Path, source: str | Sequence[str], *, seed: int,
-                    n_synthetic_tunes: int, keep_fields: Sequence[str] = corpus.DEFAULT_KEEP_FIELDS,
+                    synthetic: SyntheticSize = SyntheticSize(), keep_fields: Sequence[str] = corpus.DEFAULT_KEEP_FIELDS,
                     grammar_config: grammar.GrammarConfig | None = None, name: str | None = None) -> dict:
-    """Load or generate tunes, split them 80/10/10 by tune (seeded) and write the splits and a report
-    (in ``data/<name>``, by default :func:`dataset_name` of the source)."""
+    """Load tunes and split them 80/10/10 by tune (seeded), or draw the grammar's splits (:func:`synthetic_splits`);
+    write the splits and a report (in ``data/<name>``, by default :func:`dataset_name` of the source)."""
     wd = Workdir(workdir)
     name = name or dataset_name(source)
     if name == "synthetic":
-        if n_synthetic_tunes < 3:
-            raise ValueError(f"n_synthetic_tunes must be at least 3, got {n_synthetic_tunes}")
-        pairs = grammar.sample_tunes(n_synthetic_tunes, seed=seed, config=grammar_config)
-        logp = dict(pairs)
-        tunes = [t for t, _ in pairs]
-        report: dict = {"source": "synthetic grammar", "generated": len(tunes),
+        drawn = synthetic_splits(seed, synthetic, grammar_config)
+        splits = {s: [t for t, _ in pairs] for s, pairs in drawn.items()}
+        report: dict = {"source": "synthetic grammar", "unlimited": True,
+                        "generated": sum(len(v) for v in splits.values()), "train_tokens_asked": synthetic.train_tokens,
                         "grammar": asdict(grammar_config or grammar.GrammarConfig())}
     else:
         try:
@@ -121,12 +149,12 @@ def prepare_dataset(workdir: str | Path, source: str | Sequence[str], *, seed: i
             n_files = report["files_read"] + report["dropped"].get("undecodable", 0)
             raise ValueError(f"corpus {source!r}: {len(tunes)} usable tunes of {report['tunes_found']} found in "
                              f"{n_files} file(s); a dataset needs at least 3. Dropped: {why}")
-    splits = corpus.split_dataset(tunes, seed=seed)
+        splits = corpus.split_dataset(tunes, seed=seed)
     report.update(dataset=name, seed=seed, splits={
         s: {"tunes": len(splits[s]), "characters": sum(len(t) for t in splits[s])} for s in SPLITS})
     if name == "synthetic":
         report["entropy_rate"] = {
-            s: grammar.entropy_rate([logp[t] for t in splits[s]], splits[s]) for s in SPLITS}
+            s: grammar.entropy_rate([lp for _, lp in drawn[s]], splits[s]) for s in SPLITS}
     for split in SPLITS:
         corpus.write_split(wd.split_text(name, split), splits[split])
     write_json(wd.corpus_report(name), report)
@@ -166,6 +194,11 @@ def glue(reports: Sequence[dict]) -> None:
     kept = {r["dataset"]: sum(s["tunes"] for s in r["splits"].values()) for r in reports}
     for name in dict.fromkeys([*BUILTIN, *kept]):
         glue_text(f"data_{name}_tunes", kept.get(name), ",", missing="not in this build")
+    synthetic = next((r for r in reports if r.get("unlimited")), None)
+    glue_text("data_synthetic_train_tokens", synthetic and synthetic["train_tokens_asked"], ",",
+              missing="no synthetic data in this build")
+    glue_text("data_synthetic_eval_tunes", synthetic and synthetic["splits"]["test"]["tunes"], ",",
+              missing="no synthetic data in this build")
 
 
 def first_tune(workdir: str | Path, dataset: str, split: str = "train") -> str:

@@ -1,9 +1,13 @@
-"""Stage 3, training: the learning-rate search, the main runs of the study and the schedule check ->
-``runs/<dataset>/<run>/{result.json,model.pt}`` and ``runs/<dataset>/{sweep_results,lr_search,schedule_check}.json``.
+"""Stage 3, training: the learning-rate search, the main runs of the study, the schedule check and the
+repetition experiment -> ``runs/<dataset>/<run>/{result.json,model.pt}`` and
+``runs/<dataset>/{sweep_results,lr_search,schedule_check,repetition}.json``.
 
 Every run is one WSD trunk with cooldown branches (:mod:`musicscale.train`); its budget comes from its size
 (:func:`musicscale.sweep.token_budget`) and its peak rate from a search on validation loss
-(:func:`musicscale.sweep.lr_search`). Finished runs of the same configuration and data are reused.
+(:func:`musicscale.sweep.lr_search`). Finished runs of the same configuration and data are reused. On a
+dataset whose data are unlimited (the grammar's), no run may read a training token twice: the stage checks
+that before any run. The repetition experiment trains chosen sizes on a prefix of D / factor tokens, read
+factor times (:func:`musicscale.sweep.repetition_specs`), to measure what a repeated token is worth.
 """
 
 from __future__ import annotations
@@ -15,19 +19,26 @@ from pathlib import Path
 
 import numpy as np
 
+from ..batches import n_windows
 from ..evaluate import covers_every_tune
 from ..models import SIZE_GRIDS, check_arch_size, describe, size_grid_table
 from ..params import StageParameters, as_int, as_list, as_optional_list
+from ..repetition import FRESH_EPOCHS
 from ..sweep import (
+    REPETITION_DEFAULTS,
     SCHEDULE_CHECK_DEFAULTS,
+    RunSpec,
     Study,
     cluster,
     compare_schedules,
     lr_search,
     plan_runs,
+    repetition_specs,
     run_sweep,
     schedule_check_specs,
+    split_tokens_needed,
     token_budget,
+    tokens_read,
 )
 from ..tables import glue_text, html_table, markdown_table
 from ..train import ADAM_BETAS, TrainConfig, check_device, schedule_cost
@@ -59,6 +70,8 @@ class Params(StageParameters):
     # cosine runs against WSD branches of one model (seeds, and branch lengths from the longest), or None
     schedule_check: dict | None = field(default_factory=lambda: {"dataset": "synthetic", "arch": "lstm",
                                                                  "size": "micro", **SCHEDULE_CHECK_DEFAULTS})
+    # runs on the first D / factor training tokens, read factor times; None: no repetition experiment
+    repetition: dict | None = field(default_factory=lambda: dict(REPETITION_DEFAULTS))
     eval_tokens: int = TrainConfig.eval_tokens  # validation tokens per measurement; the test split is measured whole
     device: str = TrainConfig.device  # "auto" takes CUDA when present
     n_workers: int = 1  # > 1: a local Dask cluster runs that many runs at once
@@ -89,6 +102,16 @@ class Params(StageParameters):
         return Study(**{**values, "extra_seed_sizes": tuple(values["extra_seed_sizes"]),
                         "lr_factors": tuple(values["lr_factors"])})
 
+    def specs(self, datasets: Sequence[str], lrs: dict | None = None) -> tuple[list[RunSpec], list[RunSpec]]:
+        """The main runs, and the schedule check's and the repetition experiment's runs, planned (and checked)
+        before any run; ``lrs`` are the chosen rates (None before the search)."""
+        plan, base = self.study(), self.base_config()
+        mains = plan_runs(datasets, self.archs, self.sizes, self.seed, base, plan, lrs)
+        extra = schedule_check_specs(mains, plan.schedule_check, self.seed) if plan.schedule_check else []
+        if plan.repetition is not None:
+            extra += repetition_specs(mains, plan.repetition, datasets, self.seed)
+        return mains, extra
+
     def base_config(self) -> TrainConfig:
         """The shape of every run; its budget is set per size (one thread per run: deterministic, and runs
         go in parallel)."""
@@ -96,9 +119,20 @@ class Params(StageParameters):
                            **{f.name: getattr(self, f.name) for f in fields(TrainConfig) if hasattr(self, f.name)})
 
 
+def synthetic_tokens_needed(**values) -> int:
+    """The training tokens the synthetic split must hold for the train stage with these parameters to read
+    none twice (the runner passes it to the data stage as ``synthetic_train_tokens``)."""
+    p = Params.build(**{**values, "device": "cpu"})  # budgets do not depend on the device (nor need one here)
+    if p.datasets is not None and "synthetic" not in p.datasets:
+        return 0
+    mains, extra = p.specs(["synthetic"])
+    return split_tokens_needed(mains + extra).get("synthetic", 0)
+
+
 def run(workdir: str | Path, *, log: Callable[[str], None] | None = print, **params) -> dict:
     """The train stage: for every tokenized dataset, the learning-rate search, the main runs (skipping
-    finished ones) and the optional schedule check. Returns ``{"runs", "lr_search", "schedule_check"}``.
+    finished ones), the optional schedule check and the repetition experiment. Returns ``{"runs", "lr_search",
+    "schedule_check", "repetition"}``.
 
     ``n_workers > 1`` runs on a local Dask cluster; ``scheduler_address`` connects to an existing one.
     """
@@ -108,27 +142,47 @@ def run(workdir: str | Path, *, log: Callable[[str], None] | None = print, **par
     if not datasets:
         wd.require(wd.tokens_meta("<dataset>"))
     check_splits(wd, datasets, p.context_length)
-    plan, base = p.study(), p.base_config()
-    mains = plan_runs(datasets, p.archs, p.sizes, p.seed, base, plan)  # every budget is checked here, before any run
-    if plan.schedule_check:
-        schedule_check_specs(mains, plan.schedule_check, p.seed)
+    plan = p.study()
+    mains, extra = p.specs(datasets)  # every budget, check and experiment is planned here, before any run
+    check_fresh(wd, mains + extra)
     with cluster(p.n_workers, p.scheduler_address) as client:
         searched = lr_search(wd, [m for m in mains if m.config.seed == p.seed], plan, client=client, log=log)
         for dataset in datasets:
             write_json(wd.lr_search(dataset), [v for k, v in searched.items() if k[0] == dataset])
-        lrs = {k: v["chosen"] for k, v in searched.items()}
-        mains = plan_runs(datasets, p.archs, p.sizes, p.seed, base, plan, lrs)
+        mains, extra = p.specs(datasets, {k: v["chosen"] for k, v in searched.items()})
         runs = run_sweep(wd.root, mains, client=client, log=log)
-        checked: list[dict] = []
-        if plan.schedule_check:
-            specs = schedule_check_specs(mains, plan.schedule_check, p.seed)
-            results = run_sweep(wd.root, specs, client=client, log=log, index=False)
-            checked = compare_schedules([r for s, r in zip(specs, results) if s.kind == "main"],
-                                        [r for s, r in zip(specs, results) if s.kind == "cosine"])
-            for row in checked:
-                row.update({k: plan.schedule_check[k] for k in ("dataset", "arch", "size")})
-            write_json(wd.schedule_check(plan.schedule_check["dataset"]), checked)
-    return {"runs": runs, "lr_search": list(searched.values()), "schedule_check": checked}
+        # the schedule check's and the repetition experiment's runs, in one sweep (they share the workers)
+        done = list(zip(extra, run_sweep(wd.root, extra, client=client, log=log, index=False) if extra else []))
+    checked: list[dict] = []
+    if plan.schedule_check:
+        checked = compare_schedules([r for s, r in done if s.kind == "main"],
+                                    [r for s, r in done if s.kind == "cosine"])
+        for row in checked:
+            row.update({k: plan.schedule_check[k] for k in ("dataset", "arch", "size")})
+        write_json(wd.schedule_check(plan.schedule_check["dataset"]), checked)
+    repeated = [r for s, r in done if s.kind == "repeat"]
+    if repeated:
+        write_json(wd.repetition(repeated[0]["dataset"]), repeated)
+    return {"runs": runs, "lr_search": list(searched.values()), "schedule_check": checked, "repetition": repeated}
+
+
+def check_fresh(wd: Workdir, specs: Sequence[RunSpec]) -> None:
+    """No run may read a training token twice on a dataset whose data are unlimited (the grammar's), and a
+    repetition run's prefix must fit its split: a ValueError naming the run and the fix, before any run."""
+    for dataset, need in split_tokens_needed(specs).items():
+        unlimited = wd.unlimited(dataset)
+        n = len(np.load(wd.require(wd.tokens(dataset, "train")), mmap_mode="r"))
+        for s in (s for s in specs if s.dataset == dataset):
+            unique = n_windows(n, s.config.context_length, s.config.unique_tokens) * s.config.context_length
+            if s.config.unique_tokens and unique < s.config.unique_tokens:
+                raise ValueError(f"repetition: run {s.name} of {dataset!r} trains on the first "
+                                 f"{s.config.unique_tokens:,} tokens, but the training split holds {n:,}")
+            if unlimited and not s.config.unique_tokens and tokens_read(s.config) > unique:
+                raise ValueError(
+                    f"dataset {dataset!r} is drawn from the grammar, whose data are unlimited, and no run may read "
+                    f"one of its training tokens twice: run {s.name} reads {tokens_read(s.config):,} tokens, but the "
+                    f"training split holds {n:,}. Re-run 01_data with synthetic_train_tokens={need:,} or more "
+                    "(`python -m musicscale run` sets it from the train stage's budgets)")
 
 
 def check_splits(wd: Workdir, datasets: Sequence[str], context_length: int) -> None:
@@ -184,6 +238,41 @@ def runs_table(results: Sequence[dict]):
         ("test_bpc", "test (bits/char)", ".4f")])
 
 
+def epochs_rows(runs: Sequence[dict]) -> list[dict]:
+    """Per dataset and family: the unique training tokens, the largest D any branch read, the largest epochs
+    (tokens read / unique tokens) and the branch points beyond :data:`FRESH_EPOCHS` epochs."""
+    rows = []
+    for (d, a), mine in itertools.groupby(sorted(runs, key=lambda r: (r["dataset"], r["arch"])),
+                                          key=lambda r: (r["dataset"], r["arch"])):
+        mine = list(mine)
+        points = [(r, p) for r in mine for p in r["curve"]]
+        beyond = [f"{r['size']} at D = {p['tokens']:,}" for r, p in points if p["epochs"] > FRESH_EPOCHS]
+        rows.append({"dataset": d, "arch": a, "unique": max(r["unique_tokens"] for r in mine),
+                     "D": max(p["tokens"] for _, p in points), "epochs": max(p["epochs"] for _, p in points),
+                     "n_beyond": len(beyond), "beyond": ", ".join(dict.fromkeys(beyond)) or "none"})
+    return rows
+
+
+def epochs_table(runs: Sequence[dict]):
+    """How often the main runs read their training data (see :func:`epochs_rows`)."""
+    return markdown_table(epochs_rows(runs), [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("unique", "unique training tokens", ","),
+        ("D", "largest D (tokens read)", ","), ("epochs", "largest epochs", ".2f"),
+        ("n_beyond", f"points beyond {FRESH_EPOCHS:g} epochs", None), ("beyond", "which", None)])
+
+
+def repetition_table(results: Sequence[dict]):
+    """The repetition experiment's runs: size, seed, unique tokens U and D / U, test loss at the longest branch."""
+    rows = sorted(results, key=lambda r: (r["dataset"], r["arch"], r["params_non_embedding"],
+                                          -r["unique_tokens"], r["seed"]))
+    rows = [{**r, "factor": r["tokens_seen"] / r["unique_tokens"]} for r in rows]
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None), ("seed", "seed", None),
+        ("params_non_embedding", "N (non-emb.)", ","), ("tokens_seen", "D (tokens read)", ","),
+        ("unique_tokens", "U (unique tokens)", ","), ("factor", "epochs D/U", ".0f"),
+        ("test_loss", "test (nats/char)", ".4f")])
+
+
 def lr_table(searches: Sequence[dict]):
     """The learning-rate search: every rate tried with its validation loss, the chosen one marked."""
     rows = []
@@ -233,7 +322,10 @@ def glue(study: dict, params: Params) -> None:
     _glue_study(study, context_coverage(params.workdir, params.context_length), design)
     glue_text("train_branch_cost", schedule_cost(longest), ".2f")
     glue_text("train_adam_betas", "(" + ", ".join(f"{b:g}" for b in ADAM_BETAS) + ")")
-    glue_object("train_profiles_table", html_table(profiles_table()), display=False)
+    wd = Workdir(params.workdir)
+    real = {d: len(np.load(wd.tokens(d, "train"), mmap_mode="r")) for d in wd.datasets("runs")
+            if wd.tokens(d, "train").exists() and not wd.unlimited(d)}
+    glue_object("train_profiles_table", html_table(profiles_table(real)), display=False)
     glue_object("train_lr_table", html_table(lr_table(study["lr_search"])), display=False)
     glue_object("train_check_table", html_table(schedule_check_table(study["schedule_check"])), display=False)
 
@@ -261,6 +353,23 @@ def _glue_study(study: dict, coverage: Sequence[dict], parameters: dict) -> None
     glue_text("train_n_lr_searches", len(searches), "d")
     glue_text("train_n_lr_bracketed", sum(s["bracketed"] for s in searches), "d")
     glue_text("train_n_lr_probes", sum(len(s["rates"]) for s in searches), "d")
+    rows = epochs_rows(study["runs"])
+    by_dataset: dict[str, float] = {}
+    for r in rows:
+        by_dataset[r["dataset"]] = max(by_dataset.get(r["dataset"], 0.0), r["epochs"])
+    glue_text("train_max_epochs", "; ".join(f"{d}: {e:.2f}" for d, e in by_dataset.items()))
+    glue_text("train_n_beyond_fresh", sum(r["n_beyond"] for r in rows), "d")
+    glue_text("train_fresh_epochs", FRESH_EPOCHS, "g")
+    repeated = study.get("repetition") or []
+    glue_text("train_rep_runs", len(repeated), "d")
+    if repeated:
+        glue_text("train_rep_dataset", repeated[0]["dataset"])
+        glue_text("train_rep_sizes", "; ".join(
+            f"{a}: {', '.join(dict.fromkeys(r['size'] for r in repeated if r['arch'] == a))}"
+            for a in dict.fromkeys(r["arch"] for r in repeated)))
+        glue_text("train_rep_factors", ", ".join(f"{f:g}" for f in sorted({round(r["tokens_seen"] / r["unique_tokens"])
+                                                                            for r in repeated})))
+        glue_text("train_rep_seeds", len({r["seed"] for r in repeated}), "d")
     check = study["schedule_check"]
     if check:
         glue_text("train_check_model", f"{check[0]['dataset']} {check[0]['arch']} {check[0]['size']}")
