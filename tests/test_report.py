@@ -155,3 +155,23 @@ def test_the_study_design_the_prose_states_is_glued_from_this_build(smoke_report
     assert "n/a" not in methods and "{glue" not in methods
     kept = sum(s["tunes"] for s in read_json(Workdir(root / "work").corpus_report("music21"))["splits"].values())
     assert f"({kept:,}tunesaftercleaning)" in squashed("intro.html")
+
+
+def test_the_pages_say_how_often_a_token_was_read_and_what_a_repeat_is_worth(smoke_report):
+    """The training page states the largest epochs per dataset (the grammar's at most 1: no token read twice)
+    and the findings page what a repeated token is worth, from the results of this build."""
+    root, _ = smoke_report
+    html = root / "_build" / "html" / "book"
+    results = read_json(Workdir(root / "work").experiment_results)
+    train_page = soup_of(html / "stages" / "03_train.html").get_text(" ")
+    epochs = {d: max(p["epochs"] for r in results["runs"] if r["dataset"] == d for p in r["curve"])
+              for d in results["datasets"]}
+    assert 0 < epochs["synthetic"] <= 1
+    assert "; ".join(f"{d}: {e:.2f}" for d, e in epochs.items()) in " ".join(train_page.split())
+    findings = " ".join(soup_of(html / "findings.html").get_text(" ").split())
+    assert "What is a repeated tune worth?" in findings
+    reps = results["datasets"]["synthetic"]["repetition"]
+    for arch, rep in reps.items():
+        assert f"for the {arch}, R*" in findings and rep["n_runs"] > 0
+    assert "effective data" in findings or "within the fresh range" in findings
+    assert (Workdir(root / "work").results_dir / "repetition.png").stat().st_size > 0

@@ -12,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, repetition
 from ..analysis import (
     HOLDOUT_FACTORS,
     analyze_dataset,
@@ -307,11 +307,20 @@ def repetition_worth(results: dict) -> str:
         if "error" in e:
             parts.append(f"for the {arch}, R* was not fitted ({e['error']})")
         elif not e["identified"]:
-            upper = e["R_star"] > (e["bounds"][0] * e["bounds"][1]) ** 0.5
-            parts.append(f"for the {arch}, R* is not identified: its fit and interval reach the "
-                         + ("upper bound of the search, so up to the experiment's "
-                            f"{e['max_epochs']:.0f} epochs a repeated token costs nothing it can detect"
-                            if upper else "lower bound, so a repeated token is worth next to nothing"))
+            lo_bound, hi_bound = e["bounds"]
+            lo, hi = e["R_star_ci"]
+            if e["R_star"] < (lo_bound * hi_bound) ** 0.5:
+                parts.append(f"for the {arch}, R* is not identified: its fit reaches the lower bound of the search "
+                             f"({lo_bound:g}), so a repeated token is worth next to nothing")
+            elif lo is None or repetition.at_bound(lo):
+                parts.append(f"for the {arch}, R* is not identified: its fit and its whole interval lie at the upper "
+                             f"bound of the search ({hi_bound:g}), so up to the experiment's {e['max_epochs']:.0f} "
+                             "epochs a repeated token costs nothing it can detect")
+            else:
+                parts.append(f"for the {arch}, R* is bounded from below only: R* ≥ {lo:.0f} (the lower end of its 95% "
+                             f"interval; the upper end reaches the search bound {hi_bound:g}), so up to the "
+                             f"experiment's {e['max_epochs']:.0f} epochs a token read for the sixteenth time is worth "
+                             f"at least {repetition.worth_of_epoch(16, lo):.2f} of a fresh one")
         else:
             w2, w4, w16 = (e["worth"][k] for k in ("2", "4", "16"))
             R, (lo, hi) = e["R_star"], e["R_star_ci"]
@@ -349,7 +358,8 @@ def effective_summary(results: dict) -> str:
             continue
         how = (f"on D' with R* = {e['R_star']:.2f}" if e["R_star"] is not None
                else "on the points within the fresh range only")
-        how += f" ({e['n_left_out']} points beyond the measured epochs left out)" if e["n_left_out"] else ""
+        how += (f" ({e['n_left_out']} points beyond the measured epochs left out)" if e["n_left_out"]
+                else " (every point lies in it: the fit on D)" if e["R_star"] is None else "")
         parts.append(f"{d} {arch} (at most {e['max_epochs']:.2f} epochs): fitted {how}, β = {e['beta']:.3f} "
                      f"against {j['beta']:.3f} on D, E = {e['E']:.3f} against {j['E']:.3f}")
     return "; ".join(parts) if parts else "no real corpus in this build"
