@@ -320,11 +320,12 @@ def analyze_repetition(repeats: Sequence[dict], mains: Sequence[dict], fit: scal
     return out
 
 
-def effective_joint(runs: Sequence[dict], R_star: dict | None, *, n_boot: int, seed: int) -> dict:
+def effective_joint(runs: Sequence[dict], R_star: dict | None, joint: dict, *, n_boot: int, seed: int) -> dict:
     """The joint law of a real corpus on effective data: every point's D replaced by D' with the R* measured
     on the grammar for this family, where it is identified (points beyond the epochs that experiment measured are
     left out: D' would be extrapolated there); otherwise the law on the points within :data:`FRESH_EPOCHS` epochs
-    only. Says which, and how many points that left out."""
+    only. Says which, and how many points that left out. Where that changes nothing (no R*, every point in the
+    fresh range) it is the joint law on D, ``joint``, and is not fitted again."""
     records = cooldown_points(runs)
     if any(r.get("U") is None for r in records):
         return {"error": "runs without a record of their unique tokens (trained before epochs were recorded)"}
@@ -341,6 +342,10 @@ def effective_joint(runs: Sequence[dict], R_star: dict | None, *, n_boot: int, s
     else:
         keep = np.array([r["epochs"] <= FRESH_EPOCHS for r in records])
         out.update(basis=f"points within {FRESH_EPOCHS:g} epochs", R_star=None, n_left_out=int((~keep).sum()))
+        if keep.all() and "error" not in joint:
+            out.update({k: joint[k] for k in ("E", "E_ci", "A", "A_ci", "alpha", "alpha_ci", "B", "B_ci", "beta",
+                                              "beta_ci", "r2", "n_points", "n_boot", "n_failed")}, same_as_D=True)
+            return out
         points = points[keep]
     try:
         fit = fit_joint(points, n_boot=n_boot, seed=seed)

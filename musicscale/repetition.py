@@ -83,9 +83,19 @@ class RepetitionFit:
     rmse_no_cost: float  # of "a repeated token is as good as a fresh one" (D' = D), for comparison
     boot: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
 
+    @property
+    def bound_reached(self) -> str | None:
+        """Which bound of the search the fit (or else its interval) reaches: "lower" (a repeat is worth next to
+        nothing), "upper" (no cost detected: R* is bounded from below only), or None (identified)."""
+        if self.identified:
+            return None
+        value = self.R_star if at_bound(self.R_star) else self.R_star_ci[1]
+        return "upper" if math.isfinite(value) and at_bound(value) and value > 1.0 else "lower"
+
     def to_dict(self) -> dict:
         return {"R_star": self.R_star, "R_star_ci": [scaling._json_float(v) for v in self.R_star_ci],
-                "identified": self.identified, "bounds": list(R_STAR_BOUNDS), "n_points": self.n_points,
+                "identified": self.identified, "bound_reached": self.bound_reached, "bounds": list(R_STAR_BOUNDS),
+                "n_points": self.n_points,
                 "n_runs": self.n_runs, "n_boot": self.n_boot, "rmse": self.rmse, "rmse_no_cost": self.rmse_no_cost}
 
 

@@ -41,7 +41,7 @@ def points(R_star: float | None, noise: float = 0.0, seed: int = 0) -> list[Repe
 
 def test_a_known_R_star_is_recovered_with_an_interval_that_covers_it():
     fit = fit_repetition(points(8.0, noise=0.002), LAW, n_boot=60, seed=1)
-    assert fit.identified and fit.R_star == pytest.approx(8.0, rel=0.2)
+    assert fit.identified and fit.bound_reached is None and fit.R_star == pytest.approx(8.0, rel=0.2)
     assert fit.R_star_ci[0] <= 8.0 <= fit.R_star_ci[1]
     assert fit.rmse < fit.rmse_no_cost  # the model explains what "repeats are free" cannot
     exact = fit_repetition(points(8.0), LAW, n_boot=0)
@@ -51,6 +51,7 @@ def test_a_known_R_star_is_recovered_with_an_interval_that_covers_it():
 def test_repetition_that_costs_nothing_is_not_identified():
     fit = fit_repetition(points(None, noise=0.001), LAW, n_boot=30)
     assert not fit.identified and fit.R_star_ci[1] == pytest.approx(repetition.R_STAR_BOUNDS[1], rel=0.05)
+    assert fit.bound_reached == "upper" and fit.to_dict()["bound_reached"] == "upper"
 
 
 def test_no_repeated_point_is_an_error():

@@ -123,8 +123,9 @@ def run(workdir: str | Path, **params) -> dict:
     for dataset, runs in sweeps.items():
         if not wd.unlimited(dataset):
             results["datasets"][dataset]["joint_effective"] = {
-                a: effective_joint([r for r in runs if r["arch"] == a], measured.get(a), n_boot=n_boot, seed=seed)
-                for a in results["datasets"][dataset]["joint"]}
+                a: effective_joint([r for r in runs if r["arch"] == a], measured.get(a), joint, n_boot=n_boot,
+                                   seed=seed)
+                for a, joint in results["datasets"][dataset]["joint"].items()}
     write_json(wd.experiment_results, strip_private(results))
     return results
 
@@ -295,9 +296,8 @@ def repetition_table(results: dict):
 
 def _not_identified(e: dict) -> str:
     lo, hi = e["bounds"]
-    at_top = e["R_star"] > (lo * hi) ** 0.5
     return (f"not identified (fit {e['R_star']:.3g}, interval {e['R_star_ci'][0]:.3g}–{e['R_star_ci'][1]:.3g} reaches "
-            f"the search bound {hi if at_top else lo:g})")
+            f"the search bound {hi if e['bound_reached'] == 'upper' else lo:g})")
 
 
 def repetition_worth(results: dict) -> str:
@@ -308,8 +308,8 @@ def repetition_worth(results: dict) -> str:
             parts.append(f"for the {arch}, R* was not fitted ({e['error']})")
         elif not e["identified"]:
             lo_bound, hi_bound = e["bounds"]
-            lo, hi = e["R_star_ci"]
-            if e["R_star"] < (lo_bound * hi_bound) ** 0.5:
+            lo = e["R_star_ci"][0]
+            if e["bound_reached"] == "lower":
                 parts.append(f"for the {arch}, R* is not identified: its fit reaches the lower bound of the search "
                              f"({lo_bound:g}), so a repeated token is worth next to nothing")
             elif lo is None or repetition.at_bound(lo):

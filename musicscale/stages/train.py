@@ -362,14 +362,15 @@ def _glue_study(study: dict, coverage: Sequence[dict], parameters: dict) -> None
     glue_text("train_fresh_epochs", FRESH_EPOCHS, "g")
     repeated = study.get("repetition") or []
     glue_text("train_rep_runs", len(repeated), "d")
-    if repeated:
-        glue_text("train_rep_dataset", repeated[0]["dataset"])
-        glue_text("train_rep_sizes", "; ".join(
-            f"{a}: {', '.join(dict.fromkeys(r['size'] for r in repeated if r['arch'] == a))}"
-            for a in dict.fromkeys(r["arch"] for r in repeated)))
-        glue_text("train_rep_factors", ", ".join(f"{f:g}" for f in sorted({round(r["tokens_seen"] / r["unique_tokens"])
-                                                                            for r in repeated})))
-        glue_text("train_rep_seeds", len({r["seed"] for r in repeated}), "d")
+    none = "no repetition experiment in this build"
+    archs = list(dict.fromkeys(r["arch"] for r in repeated))
+    glue_text("train_rep_dataset", repeated[0]["dataset"] if repeated else None, missing=none)
+    glue_text("train_rep_sizes", "; ".join(
+        f"{a}: {', '.join(dict.fromkeys(r['size'] for r in repeated if r['arch'] == a))}" for a in archs) or None,
+        missing=none)
+    factors = sorted({round(r["tokens_seen"] / r["unique_tokens"]) for r in repeated})
+    glue_text("train_rep_factors", ", ".join(f"{f:g}" for f in factors) or None, missing=none)
+    glue_text("train_rep_seeds", len({r["seed"] for r in repeated}) if repeated else None, "d", missing=none)
     check = study["schedule_check"]
     if check:
         glue_text("train_check_model", f"{check[0]['dataset']} {check[0]['arch']} {check[0]['size']}")
