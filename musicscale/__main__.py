@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.command == "book":
-        print(build_book(strict=not args.no_strict))
+        try:
+            print(build_book(strict=not args.no_strict))
+        except (ValueError, FileNotFoundError) as err:  # no executed stages, or a page citing what is not glued
+            parser.exit(2, f"musicscale: error: {err}\n")
         return
     # papermill logs each executed cell and the notebooks' own output (runs, ETA) at INFO
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

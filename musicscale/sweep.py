@@ -244,7 +244,9 @@ def token_budget(arch: str, size: str, context_length: int, batch_size: int, *, 
 
 
 # What a schedule check may leave out: its seeds, and how many branch lengths (from the longest) it checks.
-SCHEDULE_CHECK_DEFAULTS = {"seeds": 2, "points": 2}
+# What the schedule check may leave out: its model (dataset, arch, size: the study's own, see
+# resolve_schedule_check), the seeds of each schedule and the number of branch lengths compared.
+SCHEDULE_CHECK_DEFAULTS = {"dataset": None, "arch": None, "size": None, "seeds": 2, "points": 2}
 # What the repetition experiment may leave out: its dataset (the synthetic one, where the study has it), its
 # sizes (the second and third smallest of each family), the repetition factors D/U and the seeds per run.
 REPETITION_DEFAULTS = {"dataset": None, "sizes": None, "factors": [4, 16], "seeds": 1}
@@ -281,10 +283,10 @@ class Study:
         if len(self.lr_factors) < 3 or sorted(self.lr_factors) != list(self.lr_factors) or min(self.lr_factors) <= 0:
             raise ValueError(f"lr_factors must be at least 3 increasing positive factors, got {self.lr_factors}")
         if self.schedule_check is not None:
-            check, required = self.schedule_check, {"dataset", "arch", "size"}
-            if not isinstance(check, dict) or not required <= set(check) or set(check) - required - {"seeds", "points"}:
-                raise ValueError(f"schedule_check must be None or a dict with dataset, arch and size (and optionally "
-                                 f"seeds and points), got {self.schedule_check!r}")
+            check = self.schedule_check
+            if not isinstance(check, dict) or set(check) - set(SCHEDULE_CHECK_DEFAULTS):
+                raise ValueError(f"schedule_check must be None or a dict with keys among "
+                                 f"{sorted(SCHEDULE_CHECK_DEFAULTS)}, got {self.schedule_check!r}")
             for key in ("seeds", "points"):
                 value = self.schedule_check.get(key, SCHEDULE_CHECK_DEFAULTS[key])
                 as_int(f"schedule_check[{key!r}]", value, minimum=1)
@@ -413,17 +415,41 @@ def repetition_specs(mains: Sequence[RunSpec], rep: dict, datasets: Sequence[str
     return specs
 
 
+def resolve_schedule_check(mains: Sequence[RunSpec], check: dict, seed: int) -> dict:
+    """The schedule check with its model named: what ``check`` leaves out (or sets to None) is the study's own,
+    the synthetic dataset where the study has it (else its first), the study's first family, and that family's
+    smallest size with more than one seed (else its smallest). A model named outside the study is a ValueError."""
+    out = {**SCHEDULE_CHECK_DEFAULTS, **check}
+    datasets = list(dict.fromkeys(m.dataset for m in mains))
+    archs = list(dict.fromkeys(m.config.arch for m in mains))
+    out["dataset"] = out["dataset"] or ("synthetic" if "synthetic" in datasets else datasets[0])
+    out["arch"] = out["arch"] or archs[0]
+    for key, own in (("dataset", datasets), ("arch", archs)):
+        if out[key] not in own:
+            raise ValueError(f"schedule_check: {key} {out[key]!r} is not one of this study's ({own}); leave it out "
+                             "for the study's own")
+    by_n = sorted({m.config.size: m for m in mains
+                   if (m.dataset, m.config.arch) == (out["dataset"], out["arch"])}.values(), key=_non_embedding)
+    sizes = [m.config.size for m in by_n]
+    if out["size"] is None:
+        seeded = {m.config.size for m in mains if m.config.seed != seed}
+        out["size"] = next((s for s in sizes if s in seeded), sizes[0])
+    elif out["size"] not in sizes:
+        raise ValueError(f"schedule_check: size {out['size']!r} is not one of this study's {out['arch']} sizes "
+                         f"({sizes}); leave it out for the study's own")
+    return out
+
+
 def schedule_check_specs(mains: Sequence[RunSpec], check: dict, seed: int) -> list[RunSpec]:
     """Cosine runs of one size at the last ``points`` branch lengths of its WSD run, for ``seeds`` seeds, and
-    the WSD runs of those seeds (the main runs of extra seeds where the study has none)."""
-    main = next((m for m in mains if (m.dataset, m.config.arch, m.config.size) ==
-                 (check["dataset"], check["arch"], check["size"]) and m.config.seed == seed), None)
-    if main is None:
-        raise ValueError(f"schedule_check: {check['dataset']}/{check['arch']}-{check['size']} is not a run of "
-                         "this study (check its dataset, arch and size against datasets, archs and sizes)")
+    the WSD runs of those seeds (the main runs of extra seeds where the study has none); ``check`` is
+    resolved first (:func:`resolve_schedule_check`)."""
+    check = resolve_schedule_check(mains, check, seed)
+    main = next(m for m in mains if (m.dataset, m.config.arch, m.config.size) ==
+                (check["dataset"], check["arch"], check["size"]) and m.config.seed == seed)
     cfg = main.config
-    ends = [p.end for p in schedule_points(cfg)][-int(check.get("points", SCHEDULE_CHECK_DEFAULTS["points"])):]
-    seeds = range(seed, seed + int(check.get("seeds", SCHEDULE_CHECK_DEFAULTS["seeds"])))
+    ends = [p.end for p in schedule_points(cfg)][-int(check["points"]):]
+    seeds = range(seed, seed + int(check["seeds"]))
     wsd = [RunSpec(main.dataset, replace(cfg, seed=s)) for s in seeds]
     cosine = [RunSpec(main.dataset, replace(cfg, seed=s, schedule="cosine", token_budget=e * cfg.batch_tokens,
                                             n_evals=1, train_branches=None), "cosine")

@@ -26,15 +26,18 @@ def tokenized_workdir(tmp_path):
     return wd
 
 
+def book_sources(root):
+    """A copy of the book's sources (configuration, pages, page templates) in ``root``, without any build."""
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("stages", "*.ipynb"))
+    return root
+
+
 @pytest.fixture(scope="session")
 def smoke_report(tmp_path_factory):
     """The smoke profile run end to end (five notebooks, book built with warnings as errors) in a temporary
     copy of the book's sources; returns ``(root, timings)``, the artifacts under ``root / "work"``."""
-    root = tmp_path_factory.mktemp("report")
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(ROOT / name, root / name)
-    (root / "book").mkdir()
-    for page in (ROOT / "book").glob("*.md"):
-        shutil.copy(page, root / "book" / page.name)
+    root = book_sources(tmp_path_factory.mktemp("report"))
     timings = run_pipeline("smoke", root / "work", root=root)
     return root, timings

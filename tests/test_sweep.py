@@ -82,6 +82,30 @@ def test_budgets_are_powers_of_two_steps_within_bounds():
                               max_steps=1024) == 64 * 64 * 16
 
 
-def test_schedule_check_must_name_its_run():
-    with pytest.raises(ValueError, match="schedule_check must be None or a dict with dataset, arch and size"):
+def test_schedule_check_keys_are_checked():
+    with pytest.raises(ValueError, match=r"schedule_check must be None or a dict with keys among \['arch'"):
         train.Params(schedule_check={"dataset": "synthetic", "arch": "lstm", "sise": "tiny"})
+
+
+def _mains(datasets, archs=("transformer", "lstm")):
+    p = train.Params(archs=list(archs), sizes=["micro", "tiny", "small"], extra_seed_sizes=["tiny"])
+    return sweep.plan_runs(datasets, p.archs, p.sizes, 0, p.base_config(), p.study())
+
+
+def test_the_schedule_check_left_out_is_the_study_s_own():
+    # the synthetic dataset where the study has it, the first family, its smallest size with extra seeds
+    assert {k: v for k, v in sweep.resolve_schedule_check(_mains(["music21", "synthetic"]), {}, 0).items()
+            if k in ("dataset", "arch", "size")} == {"dataset": "synthetic", "arch": "transformer", "size": "tiny"}
+    # a user's corpus alone (no synthetic data), one family: its own
+    own = sweep.resolve_schedule_check(_mains(["irish"], ["lstm"]), {"dataset": None, "seeds": 3}, 0)
+    assert (own["dataset"], own["arch"], own["size"], own["seeds"]) == ("irish", "lstm", "tiny", 3)
+    specs = sweep.schedule_check_specs(_mains(["irish"], ["lstm"]), {}, 0)
+    assert {s.dataset for s in specs} == {"irish"} and {s.config.size for s in specs} == {"tiny"}
+
+
+def test_a_schedule_check_named_outside_the_study_is_refused_before_any_run():
+    with pytest.raises(ValueError, match=r"schedule_check: dataset 'synthetic' is not one of this study's "
+                                         r"\(\['irish'\]\)"):
+        sweep.resolve_schedule_check(_mains(["irish"]), {"dataset": "synthetic", "arch": "lstm"}, 0)
+    with pytest.raises(ValueError, match=r"schedule_check: size 'medium' is not one of this study's lstm sizes"):
+        sweep.resolve_schedule_check(_mains(["irish"]), {"arch": "lstm", "size": "medium"}, 0)

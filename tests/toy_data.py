@@ -51,3 +51,40 @@ A|FAA dAA|BAB dAG|FAA {g}dfe|dBA BAG:|
 JIG_FULL_BARS = 8
 
 SCALE = "X:1\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|]\n"  # 8 quarter notes
+
+
+def write_folk_corpus(folder, n_tunes: int = 240, seed: int = 0, n_files: int = 3) -> str:
+    """A user's own collection, as the tests write it: ``n_tunes`` seeded jigs, reels and waltzes in D, G and A
+    minor over ``n_files`` files, with titles, rhythm words, comments and one duplicate per file (what a real
+    folder of downloaded tunes holds). Every bar has the length of its meter. Returns the glob of its files."""
+    from pathlib import Path
+
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scales = {"D": "DEFGABcd", "G": "GABcdefg", "Am": "ABcdefga"}  # the key signature sharpens F
+    meters = {"jig": ("6/8", 6), "reel": ("4/4", 8), "waltz": ("3/4", 6)}  # eighth notes per bar (L:1/8)
+
+    def bar(scale: str, eighths: int) -> str:
+        out, left, i = [], eighths, int(rng.integers(len(scale)))
+        while left:
+            n = int(min(left, rng.choice([1, 1, 1, 2, 3])))
+            i = int(np.clip(i + rng.integers(-2, 3), 0, len(scale) - 1))
+            out.append(scale[i] + (str(n) if n > 1 else ""))
+            left -= n
+        return "".join(out)
+
+    tunes = []
+    for k in range(n_tunes):
+        rhythm = ["jig", "reel", "waltz"][k % 3]
+        meter, eighths = meters[rhythm]
+        key = list(scales)[int(rng.integers(3))]
+        parts = ["|:" + "|".join(bar(scales[key], eighths) for _ in range(4)) + ":|" for _ in range(2)]
+        tunes.append(f"X:{k + 1}\nT:Tune number {k + 1}\nR:{rhythm}\nM:{meter}\nL:1/8\nK:{key}\n"
+                     + "\n".join(parts) + "\n")
+    per_file = -(-n_tunes // n_files)
+    for f in range(n_files):
+        chunk = tunes[f * per_file:(f + 1) * per_file]
+        text = f"% tunes collected by a user, file {f + 1}\n\n" + "\n".join(chunk + chunk[:1])
+        (folder / f"set{f + 1}.abc").write_text(text, encoding="utf-8")
+    return str(folder / "*.abc")

@@ -34,6 +34,7 @@ from ..sweep import (
     lr_search,
     plan_runs,
     repetition_specs,
+    resolve_schedule_check,
     run_sweep,
     schedule_check_specs,
     split_tokens_needed,
@@ -67,9 +68,9 @@ class Params(StageParameters):
     lr_max_extensions: int = 6  # rates added beyond an end of the grid while the best rate is at that end
     extra_seeds: int = 1  # more seeds of the sizes below
     extra_seed_sizes: list = field(default_factory=lambda: ["micro"])
-    # cosine runs against WSD branches of one model (seeds, and branch lengths from the longest), or None
-    schedule_check: dict | None = field(default_factory=lambda: {"dataset": "synthetic", "arch": "lstm",
-                                                                 "size": "micro", **SCHEDULE_CHECK_DEFAULTS})
+    # cosine runs against WSD branches of one model (seeds, and branch lengths from the longest), or None; a model
+    # left out (None) is the study's own (sweep.resolve_schedule_check)
+    schedule_check: dict | None = field(default_factory=lambda: dict(SCHEDULE_CHECK_DEFAULTS))
     # runs on the first D / factor training tokens, read factor times; None: no repetition experiment
     repetition: dict | None = field(default_factory=lambda: dict(REPETITION_DEFAULTS))
     eval_tokens: int = TrainConfig.eval_tokens  # validation tokens per measurement; the test split is measured whole
@@ -155,11 +156,12 @@ def run(workdir: str | Path, *, log: Callable[[str], None] | None = print, **par
         done = list(zip(extra, run_sweep(wd.root, extra, client=client, log=log, index=False) if extra else []))
     checked: list[dict] = []
     if plan.schedule_check:
+        check = resolve_schedule_check(mains, plan.schedule_check, p.seed)
         checked = compare_schedules([r for s, r in done if s.kind == "main"],
                                     [r for s, r in done if s.kind == "cosine"])
         for row in checked:
-            row.update({k: plan.schedule_check[k] for k in ("dataset", "arch", "size")})
-        write_json(wd.schedule_check(plan.schedule_check["dataset"]), checked)
+            row.update({k: check[k] for k in ("dataset", "arch", "size")})
+        write_json(wd.schedule_check(check["dataset"]), checked)
     repeated = [r for s, r in done if s.kind == "repeat"]
     if repeated:
         write_json(wd.repetition(repeated[0]["dataset"]), repeated)
