@@ -122,6 +122,12 @@ def _citer(page: str, stage: str, names: set[str]) -> Callable[..., str]:
     return cite
 
 
+def and_list(items) -> str:
+    """``a``, ``a and b``, ``a, b and c``: how the pages list datasets and families."""
+    items = [str(i) for i in items]
+    return " and ".join(items) if len(items) < 3 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def cite_interval(cite: Callable[..., str], name: str) -> str:
     """A glued value with its interval, ``value [value_lo, value_hi]`` (the analysis glues all three)."""
     return f"{cite(name)} [{cite(name + '_lo')}, {cite(name + '_hi')}]"
@@ -141,6 +147,7 @@ def render_pages(root: Path, contents: BookContents | None = None) -> list[Path]
              for stage, nb in STAGE_NOTEBOOKS.items()}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(root / TEMPLATES), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env.filters["and_list"] = and_list
     texts = {}
     for path in templates:  # every page rendered before any is written
         page = f"book/{path.name}"

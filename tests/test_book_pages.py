@@ -58,3 +58,7 @@ def test_a_book_without_executed_stages_says_what_to_run(tmp_path):
     (tmp_path / "book" / "templates" / "page.md").write_text("# Page\n")
     with pytest.raises(FileNotFoundError, match=r"04_analyze.ipynb does not exist: .* \(`python -m musicscale run`\)"):
         render_pages(tmp_path)
+
+
+def test_lists_read_as_prose():
+    assert [report.and_list(x) for x in (["a"], ["a", "b"], ["a", "b", "c"])] == ["a", "a and b", "a, b and c"]
