@@ -302,6 +302,8 @@ def temperature_sweep(summaries: Sequence[dict]) -> Figure:
     panels = [(s.key, s.title) for s in SHARES if s.title and swept and s.key in swept[0]["temperature_sweep"][0]]
     panels.append(("share_parses_novel", "share that parses and is novel"))
     datasets = sorted({s["dataset"] for s in summaries})
+    temps = [p["temperature"] for s in swept for p in s["temperature_sweep"]] or [1.0]
+    t_range = (min(temps) - 0.05, max(temps) + 0.05)  # fixed, so that a panel with missing points still aligns
     fig, axes = plt.subplots(len(datasets), len(panels), figsize=(4 * len(panels), 3.4 * len(datasets)),
                              squeeze=False)
     for i, d in enumerate(datasets):
@@ -316,7 +318,7 @@ def temperature_sweep(summaries: Sequence[dict]) -> Figure:
                 ax.axvline(t, color="gray", linestyle=":", linewidth=1, label=f"gallery's temperature {t:g}")
             if not mine:
                 ax.text(0.5, 0.5, "no temperature sweep", ha="center", va="center", transform=ax.transAxes)
-            ax.set(ylim=(-0.03, 1.03), xlabel="sampling temperature", ylabel=label, title=d)
+            ax.set(xlim=t_range, ylim=(-0.03, 1.03), xlabel="sampling temperature", ylabel=label, title=d)
             if mine:
                 ax.legend(fontsize=7)
     fig.tight_layout()

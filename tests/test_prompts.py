@@ -153,3 +153,15 @@ def test_obedience_shares():
     assert s["n_prompted"] == 3 and s["share_obeys"] == pytest.approx(2 / 3)
     assert s["share_meter_ok"] == pytest.approx(0.5) and s["share_key_ok"] == pytest.approx(1.0)
     assert prompts.summarize([])["share_obeys"] is None
+
+
+def test_the_temperature_figure_draws_with_and_without_a_sweep(tmp_path):
+    from musicscale import plots
+
+    point = {"share_parses": 0.5, "pooled_bar_accuracy": None, "share_headers_ok": 1.0, "share_novel": 0.8,
+             "share_parses_novel": 0.4}
+    swept = [{"dataset": "toy", "arch": a, "size": "tiny", "settings": {"temperature": 1.0},
+              "temperature_sweep": [{**point, "temperature": t} for t in (0.6, 1.0, 1.4)]} for a in ("lstm", "gru")]
+    for name, summaries in (("swept", swept), ("none", [{"dataset": "toy", "arch": "lstm"}])):
+        plots.save(plots.temperature_sweep(summaries), tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").stat().st_size > 5_000
