@@ -48,7 +48,8 @@ PROFILES: dict[str, dict[str, dict]] = {
             "eval_tokens": 65_536, "n_workers": 2,
         },
         "04_analyze": {"n_boot": 500},
-        "05_generate": {"n_samples": 50, "max_new_tokens": 500},
+        # prompts from every size (3 prompts x 4), the temperature sweep on the largest (4 temperatures x 16)
+        "05_generate": {"n_samples": 50, "max_new_tokens": 500, "prompt_samples": 4, "temperature_samples": 16},
     },
     "gpu": {
         "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_eval_tunes": 2000, "n_workers": 16},
@@ -63,7 +64,8 @@ PROFILES: dict[str, dict[str, dict]] = {
             "eval_tokens": 262_144, "device": "cuda", "n_workers": 1,
         },
         "04_analyze": {"n_boot": 2000},
-        "05_generate": {"n_samples": 100, "max_new_tokens": 600, "device": "cuda"},
+        "05_generate": {"n_samples": 100, "max_new_tokens": 600, "prompt_samples": 10, "temperature_samples": 50,
+                        "device": "cuda"},
     },
 }
 

@@ -294,6 +294,37 @@ def validity_vs_size(summaries: Sequence[dict]) -> Figure:
     return fig
 
 
+def temperature_sweep(summaries: Sequence[dict]) -> Figure:
+    """Validity and novelty of samples against the sampling temperature, for the largest model of each family
+    (one panel per share, one row per dataset): share parsing, share of correct bars, share with valid headers,
+    share novel, and share that parse and are novel; the dotted line is the gallery's temperature."""
+    swept = [s for s in summaries if s.get("temperature_sweep")]
+    panels = [(s.key, s.title) for s in SHARES if s.title and swept and s.key in swept[0]["temperature_sweep"][0]]
+    panels.append(("share_parses_novel", "share that parses and is novel"))
+    datasets = sorted({s["dataset"] for s in summaries})
+    temps = [p["temperature"] for s in swept for p in s["temperature_sweep"]] or [1.0]
+    t_range = (min(temps) - 0.05, max(temps) + 0.05)  # fixed, so that a panel with missing points still aligns
+    fig, axes = plt.subplots(len(datasets), len(panels), figsize=(4 * len(panels), 3.4 * len(datasets)),
+                             squeeze=False)
+    for i, d in enumerate(datasets):
+        mine = [s for s in swept if s["dataset"] == d]
+        for j, (key, label) in enumerate(panels):
+            ax = axes[i][j]
+            for s in sorted(mine, key=lambda s: arch_order(mine).index(s["arch"])):
+                points = [p for p in s["temperature_sweep"] if p.get(key) is not None]
+                ax.plot([p["temperature"] for p in points], [p[key] for p in points], marker="o",
+                        color=_color(s["arch"]), label=f"{s['arch']} {s['size']}")
+            for t in {s["settings"]["temperature"] for s in mine}:
+                ax.axvline(t, color="gray", linestyle=":", linewidth=1, label=f"gallery's temperature {t:g}")
+            if not mine:
+                ax.text(0.5, 0.5, "no temperature sweep", ha="center", va="center", transform=ax.transAxes)
+            ax.set(xlim=t_range, ylim=(-0.03, 1.03), xlabel="sampling temperature", ylabel=label, title=d)
+            if mine:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def lr_search(searches: Sequence[dict]) -> Figure:
     """Validation loss of every probe against its peak rate, one curve per size, one panel per (dataset,
     arch); the chosen rate of each size is circled."""

@@ -46,9 +46,10 @@ def generate(
     max_new_tokens: int,
     *,
     eot_id: int,
-    temperature: float = 1.0,
+    temperature: float | torch.Tensor = 1.0,
     top_k: int | None = None,
     generator: torch.Generator | None = None,
+    forced: Sequence[Sequence[int]] | None = None,
 ) -> torch.Tensor:
     """Extend each row of ``idx`` [B, T] by up to ``max_new_tokens``; stop early once all rows hit EOT.
 
@@ -56,25 +57,37 @@ def generate(
     a bounded cache (``model.cache_bounded``: a transformer's) reaches ``context_length``, the last half of
     the context is encoded afresh and sampling goes on from there, so the model always sees between half
     and all of its context.
-    Returns only the new tokens [B, <= max_new_tokens]; rows that finished early go on after their
-    EOT (the caller cuts them there).
+
+    ``forced`` gives each row tokens to take before it samples (the rest of its prompt, when the rows of one
+    batch have different prompts): row ``r`` takes ``forced[r]`` one step at a time, as if it had sampled them,
+    then samples; the loop runs ``max_new_tokens`` steps past the longest. ``temperature`` may be one value or a
+    [B, 1] tensor (a temperature per row).
+    Returns only the new tokens [B, <= max_new_tokens + the longest of ``forced``], forced ones included; rows
+    that finished early go on after their EOT (the caller cuts them there).
     """
     window = model.context_length
     keep = max(1, window // 2)
     done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
+    width = max((len(f) for f in forced), default=0) if forced is not None else 0
+    if width:  # -1: this row samples at this step
+        rows = [list(f) + [-1] * (width - len(f)) for f in forced]
+        forced_ids = torch.tensor(rows, dtype=torch.long, device=idx.device)
     cache: dict = {}
     logits = model(idx[:, -window:], cache=cache)[:, -1, :]
     new = idx[:, :0]
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens + width):
         logits = logits.float() / temperature
         if top_k is not None:
             v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
             logits[logits < v[:, [-1]]] = -float("inf")
         probs = F.softmax(logits, dim=-1)
         idx_next = torch.multinomial(probs, num_samples=1, generator=generator)
+        if step < width:
+            take = forced_ids[:, step : step + 1]
+            idx_next = torch.where(take >= 0, take, idx_next)
         idx = torch.cat((idx, idx_next), dim=1)
         new = torch.cat((new, idx_next), dim=1)
-        done |= idx_next.squeeze(1) == eot_id
+        done |= idx_next.squeeze(1) == eot_id  # a prompt holds no EOT: only a sampled one ends a row
         if done.all():
             break
         if getattr(model, "cache_bounded", False) and cache["length"] >= window:
@@ -104,15 +117,42 @@ def sample_tunes(
     max_new_tokens, "n_chars": len(text)}``. The same seed (and batch_size) gives the same tunes.
     """
     _check(n, temperature, top_k, max_new_tokens, batch_size)
+    return sample_requests(model, tok, [(prompt, temperature)] * n, top_k=top_k, max_new_tokens=max_new_tokens,
+                           seed=seed, device=device, batch_size=batch_size)
+
+
+def sample_requests(
+    model: nn.Module,
+    tok: Tokenizer,
+    requests: Sequence[tuple[str, float]],
+    *,
+    top_k: int | None = None,
+    max_new_tokens: int = 600,
+    seed: int = 0,
+    device: str = "cpu",
+    batch_size: int = 64,
+) -> list[dict]:
+    """One tune per ``(prompt, temperature)`` request, in order, as :func:`sample_tunes` returns them (each
+    with ``max_new_tokens`` after its own prompt). Requests of different prompts and temperatures share one
+    batch: the rows start from the prompts' common beginning and take the rest of their own prompt before they
+    sample (``forced`` of :func:`generate`), so a batch of many prompts costs about what one prompt does."""
+    _check(len(requests), 1.0, top_k, max_new_tokens, batch_size)
+    for _, temperature in requests:
+        _check(0, temperature, top_k, max_new_tokens, batch_size)
     was_training = model.training
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
-    start = [tok.eot_id] + list(tok.encode(prompt))
     tunes = []
     try:
-        for first in range(0, n, batch_size):
-            rows = min(batch_size, n - first)
-            idx = torch.tensor([start] * rows, dtype=torch.long, device=device)
+        for first in range(0, len(requests), batch_size):
+            chunk = requests[first : first + batch_size]
+            encoded = [list(tok.encode(p)) for p, _ in chunk]
+            common = _common_prefix(encoded)
+            rest = [ids[len(common):] for ids in encoded]
+            temps = [t for _, t in chunk]
+            temperature = temps[0] if len(set(temps)) == 1 else torch.tensor(
+                temps, dtype=torch.float32, device=device).unsqueeze(1)
+            idx = torch.tensor([[tok.eot_id] + common] * len(chunk), dtype=torch.long, device=device)
             new = generate(
                 model,
                 idx,
@@ -121,8 +161,10 @@ def sample_tunes(
                 temperature=temperature,
                 top_k=top_k,
                 generator=generator,
+                forced=rest if any(rest) else None,
             )
-            for ids in new.tolist():
+            for (prompt, _), forced, ids in zip(chunk, rest, new.tolist()):
+                ids = ids[len(forced) : len(forced) + max_new_tokens]
                 finished = tok.eot_id in ids
                 if finished:
                     ids = ids[: ids.index(tok.eot_id)]
@@ -131,3 +173,13 @@ def sample_tunes(
     finally:
         model.train(was_training)
     return tunes
+
+
+def _common_prefix(rows: Sequence[Sequence[int]]) -> list[int]:
+    first = list(rows[0]) if rows else []
+    for row in rows[1:]:
+        k = 0
+        while k < min(len(first), len(row)) and first[k] == row[k]:
+            k += 1
+        first = first[:k]
+    return first

@@ -276,10 +276,11 @@ def written_bars(abc_text: str) -> list[Bar]:
     ]
 
 
-def bar_duration_stats(abc_text: str) -> tuple[int, int]:
-    """(bars checked, bars whose length matches the meter), by the rule in the comment above."""
+def bar_duration_stats(abc_text: str, bars: Sequence[Bar] | None = None) -> tuple[int, int]:
+    """(bars checked, bars whose length matches the meter), by the rule in the comment above; ``bars`` are
+    :func:`written_bars` of the text if they were read already."""
     n_checked = n_correct = 0
-    for bar in written_bars(abc_text):
+    for bar in written_bars(abc_text) if bars is None else bars:
         if bar.expected is None:
             continue
         if bar.boundary and bar.length < bar.expected - 1e-6:
@@ -358,12 +359,12 @@ class Measures:
     bars_correct: int
 
 
-def measure(text: str, parsed: ParseResult | None = None) -> Measures:
+def measure(text: str, parsed: ParseResult | None = None, bars: Sequence[Bar] | None = None) -> Measures:
     """Parse ``text`` (or take its ``parsed`` result, to share one parse with the rendering) and count
-    its notes and bars."""
+    its notes and bars (or take its :func:`written_bars`)."""
     parsed = parse_abc(text) if parsed is None else parsed
     n_notes = len(parsed.score.flatten().notes) if parsed.score is not None else None
-    return Measures(parsed.error, n_notes, *bar_duration_stats(text))
+    return Measures(parsed.error, n_notes, *bar_duration_stats(text, bars))
 
 
 def validity_metrics(text: str, novelty_index: NoveltyIndex | None = None, *, finished: bool = True,
@@ -450,6 +451,9 @@ SHARES = (
     Share("share_headers_ok", "headers ok", "share with valid X/M/L/K headers", ".0%", None, "no samples"),
     Share("share_novel", "novel", "share not copied from training", ".0%", "novel", "no sample long enough to compare"),
     Share("share_degenerate", "degenerate", None, ".0%", None, "no samples"),
+    # from the prompted samples (musicscale.prompts), not from summarize; for real tunes, against their own header
+    Share("share_obeys", "obeys the prompt", "share of prompted samples that obey the prompt", ".0%", "obeys",
+          "no prompted samples"),
 )
 SAMPLE_METRICS = ("parses", "headers_ok", "bar_accuracy", "novel", "degenerate")  # a sample's, in the gallery
 

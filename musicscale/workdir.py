@@ -46,7 +46,7 @@ class MissingArtifactError(FileNotFoundError):
 
 # The report's figures, by the stage that draws them: 03 the rate search, 04 the laws, 05 musical validity.
 FIGURES = ("lr_search", "joint_law", "scaling_laws", "holdout", "architecture_comparison", "training_curves",
-           "compute_frontier", "repetition", "validity_vs_size")
+           "compute_frontier", "repetition", "validity_vs_size", "temperature_sweep")
 
 
 @dataclass(frozen=True)

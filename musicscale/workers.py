@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from . import render, validity
+from . import prompts, render, validity
 
 
 class WorkerFailed(RuntimeError):
@@ -391,6 +391,14 @@ def parsed(text: str) -> validity.ParseResult:
 def measure_tune(text: str) -> validity.Measures:
     """The music21 part of a tune's validity metrics (see :func:`musicscale.validity.measure`)."""
     return validity.measure(text, parsed(text))
+
+
+def measure_prompted(text: str, prompt: prompts.Prompt | None) -> tuple[validity.Measures, dict | None]:
+    """A tune's measures and, if it was sampled from ``prompt``, how it obeys it
+    (:func:`musicscale.prompts.obedience`), from one parse."""
+    result, bars = parsed(text), validity.written_bars(text)  # each read once, for both
+    return (validity.measure(text, result, bars),
+            None if prompt is None else prompts.obedience(text, prompt, result, bars))
 
 
 def render_tune(text: str, sample_rate: int, max_seconds: float | None, engrave: bool = True) -> render.Rendering:

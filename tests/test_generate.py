@@ -12,7 +12,8 @@ from musicscale import workers
 from musicscale.stages import generate
 
 SMOKE = {"n_samples": 4, "max_new_tokens": 300}  # the defaults of notebooks/05_generate.ipynb
-COMPARED = ("samples.jsonl", "summary.json", "best.svg", "best.ogg", "best.mid")
+COMPARED = ("samples.jsonl", "summary.json", "best.svg", "best.ogg", "best.mid", "prompted.jsonl", "prompted.json",
+            "temperatures.jsonl", "temperatures.json")
 
 
 def running_workers() -> list[int]:
@@ -42,6 +43,17 @@ def test_the_stage_from_scratch_matches_the_pipeline_and_reuses_what_it_saved(sm
     files = sorted(p.relative_to(made) for p in (made / "generated").rglob("*") if p.name in COMPARED)
     models = [s for s in summaries if s["arch"] != generate.REFERENCE]
     assert sum(p.name == "summary.json" for p in files) == len(models) and any(p.suffix == ".svg" for p in files)
+    # every model is sampled from every prompt; the largest of each family at every temperature of the sweep
+    assert sum(p.name == "prompted.json" for p in files) == len(models)
+    swept = [s for s in models if s.get("temperature_sweep")]
+    assert {(s["dataset"], s["arch"]) for s in swept} == {(s["dataset"], s["arch"]) for s in models}
+    assert len(swept) == len({(s["dataset"], s["arch"]) for s in models})
+    defaults = generate.Params()
+    for s in models:
+        assert s["share_obeys"] is not None and len(s["prompted"]) == 3  # two headers and opening bars
+        assert all(p["n"] == defaults.prompt_samples for p in s["prompted"])
+    assert all([p["temperature"] for p in s["temperature_sweep"]] == defaults.temperatures for s in swept)
+    assert all(s["share_obeys"] is not None for s in summaries if s["arch"] == generate.REFERENCE)
     # byte-identical: the same sampling on this machine, one torch thread in both (the stage sets it)
     assert [p for p in files if (made / p).read_bytes() != (work / p).read_bytes()] == []
 
@@ -52,6 +64,42 @@ def test_the_stage_from_scratch_matches_the_pipeline_and_reuses_what_it_saved(sm
     assert generate.run(work, log=None, **SMOKE) == summaries
     assert generate.galleries(work, summaries).data == page
     assert generate.galleries(made, summaries).data == page
+
+    # other temperatures: only the sweep is sampled again; the unprompted and prompted samples are reused
+    monkeypatch.undo()
+    sampled, real = [], generate.sample_requests
+
+    def record(model, tok, requests, **kwargs):
+        sampled.append(requests)
+        return real(model, tok, requests, **kwargs)
+
+    monkeypatch.setattr(generate, "sample_tunes", no_pool)
+    monkeypatch.setattr(generate, "sample_requests", record)
+    again = generate.run(work, log=None, temperatures=[0.7], **SMOKE)
+    assert len(sampled) == len(swept) and all(t == 0.7 for requests in sampled for _, t in requests)
+    assert [{k: v for k, v in s.items() if k != "temperature_sweep"} for s in again] == \
+        [{k: v for k, v in s.items() if k != "temperature_sweep"} for s in summaries]
+    assert all([p["temperature"] for p in s["temperature_sweep"]] == [0.7] for s in again if "temperature_sweep" in s)
+
+
+def test_bad_prompts_are_refused_before_any_sampling(smoke_report, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    shutil.copytree(smoke_report[0] / "work", work, ignore=shutil.ignore_patterns("generated"))
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled before the prompts were checked")
+
+    monkeypatch.setattr(generate, "sample_tunes", no_sampling)
+    monkeypatch.setattr(generate, "sample_requests", no_sampling)
+    good = {"M": "6/8", "L": "1/8", "K": "D"}
+    for bad, why in [({**good, "bars": "|:dfa afd|" * 8}, r"longer than the context of 'music21''s models \(64"),
+                     ({**good, "R": "jig"}, r"the training tunes of 'music21' have no R: field"),
+                     ({"K": "D", "bars": "|:d€fa|"}, r"characters outside the vocabulary of 'music21': '€'"),
+                     ({"M": "7/0"}, r"music21 cannot read the meter M:7/0"),
+                     ({"Key": "D"}, r"unknown field\(s\) \['Key'\]")]:
+        with pytest.raises(ValueError, match=r"prompts\[1\] .*" + why):
+            generate.run(work, log=None, prompts=[good, bad], **SMOKE)
+    assert not (work / "generated").exists() or not any((work / "generated").rglob("*.json*"))
 
 
 def test_an_unreadable_cache_file_is_moved_aside_and_made_again(tmp_path):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from musicscale.sample import sample_tunes
+from musicscale.sample import sample_requests, sample_tunes
 
 VOCAB = ["¤", "X", ":", "1", "\n", "a", "b", "c"]  # "¤" is the end-of-tune separator
 
@@ -77,6 +77,32 @@ def test_unfinished_when_eot_never_comes_and_context_is_cropped():
     tunes = sample_tunes(model, CharTok(), 2, max_new_tokens=20)
     assert all(not t["finished"] and t["n_chars"] == len("X:1\n") + 20 for t in tunes)
     assert max(model.seen_lengths) == 4
+
+
+def test_rows_of_different_prompts_share_a_batch_and_each_goes_on_from_its_own():
+    model, tok = Bigram(chain_table()), CharTok()
+    requests = [("X:1\n", 1.0), ("X:1\nab", 1.0), ("X:1\na", 1.0), ("X:1\nc", 1.0)]
+    tunes = sample_requests(model, tok, requests, top_k=1, max_new_tokens=50)
+    assert [t["text"] for t in tunes] == ["X:1\nabc", "X:1\nabc", "X:1\nabc", "X:1\nc"]
+    assert all(t["finished"] for t in tunes)
+    # each row gets max_new_tokens after its own prompt, however long the others' are
+    tunes = sample_requests(Bigram(no_eot_table(), context_length=4), tok, [("X:1\n", 1.0), ("X:1\nabcab", 1.0)],
+                            max_new_tokens=5)
+    assert [t["n_chars"] for t in tunes] == [4 + 5, 9 + 5] and not any(t["finished"] for t in tunes)
+    assert [t["text"][:9] for t in tunes][1] == "X:1\nabcab"
+
+
+def test_rows_of_one_batch_sample_at_their_own_temperature():
+    requests = [("X:1\n", 0.01)] * 5 + [("X:1\n", 100.0)] * 5
+    tunes = sample_requests(Bigram(chain_table()), CharTok(), requests, max_new_tokens=30, seed=3)
+    assert [t["text"] for t in tunes[:5]] == ["X:1\nabc"] * 5  # nearly greedy
+    assert sum(t["text"] == "X:1\nabc" for t in tunes[5:]) < 5  # nearly uniform
+
+
+def test_one_prompt_in_requests_is_sample_tunes():
+    model, tok = Bigram(torch.zeros(len(VOCAB), len(VOCAB))), CharTok()
+    assert sample_requests(model, tok, [("X:1\na", 0.7)] * 6, seed=4, max_new_tokens=20) == \
+        sample_tunes(model, tok, 6, prompt="X:1\na", temperature=0.7, seed=4, max_new_tokens=20)
 
 
 class Recorder(nn.Module):

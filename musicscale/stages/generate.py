@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import corpus, render, validity, workers
+from .. import corpus, prompts, render, validity, workers
 from ..analysis import arch_order
 from ..models import ARCHITECTURES, build_model
-from ..params import StageParameters, as_int, as_optional_list
-from ..sample import sample_tunes
+from ..params import StageParameters, as_int, as_list, as_optional_list
+from ..prompts import Prompt
+from ..sample import sample_requests, sample_tunes
 from ..train import TrainConfig, check_device, resolve_device
 from ..workdir import (
     SPLITS,
@@ -80,22 +81,40 @@ class Params(StageParameters):
     temperature: float = 1.0
     top_k: int | None = None  # None: sample from the full distribution
     max_new_tokens: int = 300
+    # None: made from each dataset (its most common training headers, the opening bars of a validation tune);
+    # or a list such as [{"M": "6/8", "K": "D"}, {"M": "4/4", "L": "1/8", "K": "G", "bars": "|:GABc dedB|"}]
+    prompts: list | None = None
+    prompt_samples: int = 1  # samples per prompt from every model
+    temperatures: list = field(default_factory=lambda: [0.6, 0.8, 1.0, 1.2])  # swept on each family's largest model
+    temperature_samples: int = 2  # samples per temperature
     device: str = TrainConfig.device  # "auto" takes CUDA when present
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.datasets = as_optional_list("datasets", self.datasets)
         self.n_samples = as_int("n_samples", self.n_samples, minimum=1)
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
-                or not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        _check_temperature("temperature", self.temperature)
         if self.top_k is not None:
             self.top_k = as_int("top_k", self.top_k, minimum=1)
         self.max_new_tokens = as_int("max_new_tokens", self.max_new_tokens, minimum=1)
+        if self.prompts is not None:  # each checked on its own here, against each dataset before any sampling
+            given = as_list("prompts", self.prompts, item=dict, allow_empty=True)
+            self.prompts = [p.to_dict() for p in prompts.parse_prompts(given)]
+        self.prompt_samples = as_int("prompt_samples", self.prompt_samples, minimum=1)
+        self.temperatures = [float(t) for t in as_list("temperatures", self.temperatures, item=(int, float),
+                                                       allow_empty=True)]
+        for t in self.temperatures:
+            _check_temperature("temperatures", t)
+        self.temperature_samples = as_int("temperature_samples", self.temperature_samples, minimum=1)
         check_device(self.device)
 
 
-PROMPT = "X:1\n"  # every sample starts from the first header line of a tune
+def _check_temperature(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+PROMPT = prompts.HEADER  # every unprompted sample starts from the first header line of a tune
 
 
 def run(workdir: str | Path, *, n_workers: int | None = None, log=print, **params) -> list[dict]:
@@ -113,13 +132,32 @@ def run(workdir: str | Path, *, n_workers: int | None = None, log=print, **param
     settings = {"n_samples": p.n_samples, "temperature": p.temperature, "top_k": p.top_k,
                 "max_new_tokens": p.max_new_tokens, "prompt": PROMPT, "seed": p.seed}
     sweeps = load_sweep(p.workdir, p.datasets)
+    asked = {d: dataset_prompts(wd.root, d, runs, p.prompts) for d, runs in sweeps.items()}  # before any sampling
+    extra = {"prompt_samples": p.prompt_samples, "temperatures": p.temperatures,
+             "temperature_samples": p.temperature_samples}
     for dataset in sweeps:
         remove_partial_files(wd.generated_dir(dataset))
     with _LazyPool(n_workers) as pool, _sampling_threads(dev):
-        stage = _Generation(wd, pool, settings, dev, log)
+        stage = _Generation(wd, pool, settings, dev, log, extra)
         for dataset, runs in sweeps.items():
-            stage.add_dataset(dataset, runs)
+            stage.add_dataset(dataset, runs, asked[dataset])
         return stage.finish()
+
+
+def dataset_prompts(workdir: str | Path, dataset: str, runs: Sequence[dict], given: list | None) -> list[Prompt]:
+    """The prompts of one dataset (:func:`musicscale.prompts.resolve`): the ``given`` ones, checked against its
+    vocabulary, its training tunes' fields and its models' context (a ValueError naming the prompt and why), or
+    None: made from its training and validation tunes (never its test tunes)."""
+    wd = Workdir(workdir)
+    tok = load_tokenizer(wd.root, dataset)
+    context = min(r["config"]["context_length"] for r in models_to_sample(runs))
+    vocabulary = set(tok.itos) - {tok.itos[tok.eot_id], tok.itos[tok.unk_id]}
+    train = corpus.read_split(wd.require(wd.split_text(dataset, "train")))
+    val = corpus.read_split(wd.require(wd.split_text(dataset, "val"))) if given is None else []
+    try:
+        return prompts.resolve(given, dataset, vocabulary=vocabulary, context_length=context, train=train, val=val)
+    except ValueError as err:
+        raise ValueError(f"{Params.stage}: {err}") from None
 
 
 @contextmanager
@@ -166,31 +204,41 @@ GALLERY_AUDIO = {"sample_rate": render.AUDIO_RATE, "max_seconds": 12.0}  # the r
 
 @dataclass
 class _Pending:
-    """One row of the stage's summaries: a model's samples (or a dataset's reference tunes) whose measures
-    the workers are computing, or a saved ``summary``."""
+    """One job of the stage's summaries whose measures the workers are computing, or whose ``summary`` was saved:
+    a model's samples (``kind`` "samples"), a dataset's reference tunes (``run`` None), a model's prompted samples
+    ("prompted") or its temperature sweep ("temperatures"). The last two add to the row of their model."""
 
     dataset: str
     run: dict | None  # None: the reference row
+    kind: str = "samples"
     texts: list[str] = field(default_factory=list)
     futures: list[Future] = field(default_factory=list)
     samples: list[dict] = field(default_factory=list)
     inputs: str = ""
     summary: dict | None = None
+    prompts: list[Prompt | None] = field(default_factory=list)  # per text, the prompt it was measured against
+    meta: dict = field(default_factory=dict)  # what the summary records besides the measures
+
+
+PROMPTED, SWEPT = "prompted", "temperatures"  # the files of a model's prompted samples and temperature sweep
 
 
 class _Generation:
     """The generate stage in flight: models are sampled here, in order, while the workers measure the
     samples handed to them; each model's summary is written once its measures are in, in order, and its
-    gallery picks are sent to be rendered."""
+    gallery picks are sent to be rendered. Each model is also sampled from every prompt, and the largest of each
+    family at every temperature of the sweep; those summaries join the model's row."""
 
-    def __init__(self, wd: Workdir, pool: _LazyPool, settings: dict, device: str, log):
+    def __init__(self, wd: Workdir, pool: _LazyPool, settings: dict, device: str, log, extra: dict | None = None):
         self.wd, self.pool, self.settings, self.device, self.log = wd, pool, settings, device, log
+        self.extra = {"prompt_samples": 1, "temperatures": [], "temperature_samples": 1, **(extra or {})}
         self.rows: list[dict] = []
         self.pending: deque[_Pending] = deque()
         self.indexes: dict[str, validity.NoveltyIndex] = {}
         self.context: dict[str, dict] = {}  # per dataset: min_bars, the largest run of each architecture, renderings
+        self.row_of: dict[tuple[str, str], dict] = {}  # (dataset, run) -> its row, for the jobs that add to it
 
-    def add_dataset(self, dataset: str, runs: Sequence[dict]) -> None:
+    def add_dataset(self, dataset: str, runs: Sequence[dict], asked: Sequence[Prompt] = ()) -> None:
         wd, n = self.wd, self.settings["n_samples"]
         train_path = wd.require(wd.split_text(dataset, "train"))
         test_path = wd.split_text(dataset, "test")
@@ -200,31 +248,63 @@ class _Generation:
         saved = _saved(ref_path, ref_inputs)
         if saved is not None:
             self.pending.append(_Pending(dataset, None, summary=saved["summary"]))
-        else:
-            self._measure(dataset, None, test, inputs=ref_inputs)
+        else:  # a real tune obeys its own header as well as a model could: the ceiling of "obeys the prompt"
+            self._measure(dataset, None, test, [_own_header(t) for t in test], inputs=ref_inputs)
         models = models_to_sample(runs)
         renderings = Renderings(wd.generated_dir(dataset), self.pool, timeout=RENDER_TIMEOUT, **GALLERY_AUDIO)
         renderings.request(corpus.read_split(train_path)[0])  # the gallery's real tune
         largest = {r["arch"]: r["run"] for r in models}  # ordered by N: the last of each architecture
         self.context[dataset] = {"min_bars": None, "renderings": renderings, "largest": set(largest.values())}
         tok = load_tokenizer(wd.root, dataset)
+        s, x = self.settings, self.extra
+        prompted = {"prompts": [p.to_dict() for p in asked], "prompt_samples": x["prompt_samples"],
+                    **{k: s[k] for k in ("temperature", "top_k", "max_new_tokens", "seed")}}
+        swept = {"temperatures": x["temperatures"], "temperature_samples": x["temperature_samples"], "prompt": PROMPT,
+                 **{k: s[k] for k in ("top_k", "max_new_tokens", "seed")}}
         for run in models:
-            summary_path = wd.generated_dir(dataset, run["run"]) / "summary.json"
+            out = wd.generated_dir(dataset, run["run"])
+            weights = file_fingerprint(wd.require(wd.run_dir(dataset, run["run"]) / "model.pt"))
             # the samples depend on the weights, the vocabulary and the settings, and their measures on the code
             # that makes them (a new validity measure is computed for every model): reuse only if all match
-            inputs = fingerprint(file_fingerprint(wd.require(wd.run_dir(dataset, run["run"]) / "model.pt")),
-                                 tok.itos, self.settings, code_version())
-            summary = cached_summary(summary_path, inputs, self.log)
+            inputs = fingerprint(weights, tok.itos, self.settings, code_version())
+            model = _Model(wd.root, dataset, run["run"], self.device)
+            summary = cached_summary(out / "summary.json", inputs, self.log)
             if summary is not None:
                 self.pending.append(_Pending(dataset, run, summary=summary))
-                self._drain(wait=False)
-                continue
-            model = load_model(wd.root, dataset, run["run"], self.device)
-            s = self.settings
-            samples = sample_tunes(model, tok, n, temperature=s["temperature"], top_k=s["top_k"], prompt=s["prompt"],
-                                   max_new_tokens=s["max_new_tokens"], seed=s["seed"], device=self.device)
-            self._measure(dataset, run, [t["text"] for t in samples], inputs=inputs, samples=samples)
+            else:
+                samples = sample_tunes(model.get(), tok, n, temperature=s["temperature"], top_k=s["top_k"],
+                                       prompt=s["prompt"], max_new_tokens=s["max_new_tokens"], seed=s["seed"],
+                                       device=self.device)
+                self._measure(dataset, run, [t["text"] for t in samples], inputs=inputs, samples=samples)
+            if asked:  # every prompt, prompt_samples times, in one batch
+                each = [(k, p) for k, p in enumerate(asked) for _ in range(x["prompt_samples"])]
+                self._job(dataset, run, PROMPTED, model, tok, [(p.text, s["temperature"]) for _, p in each],
+                          fingerprint(weights, tok.itos, prompted, code_version()), [p for _, p in each],
+                          [{"prompt": k} for k, _ in each],
+                          {"prompts": [{**p.to_dict(), "label": p.label, "source": p.source} for p in asked],
+                           "prompt_samples": x["prompt_samples"]})
+            if x["temperatures"] and run["run"] in largest.values():  # every temperature in one batch
+                temps = [t for t in x["temperatures"] for _ in range(x["temperature_samples"])]
+                self._job(dataset, run, SWEPT, model, tok, [(PROMPT, t) for t in temps],
+                          fingerprint(weights, tok.itos, swept, code_version()), [None] * len(temps),
+                          [{"temperature": t} for t in temps],
+                          {"temperatures": x["temperatures"], "temperature_samples": x["temperature_samples"]})
             self._drain(wait=False)
+
+    def _job(self, dataset: str, run: dict, kind: str, model: _Model, tok, requests: list[tuple[str, float]],
+             inputs: str, asked: list[Prompt | None], tags: list[dict], meta: dict) -> None:
+        """A prompted or temperature job of one model: its saved summary if made from the same ``inputs``, else
+        its samples (one per request, each with its ``tags``), sampled in one batch and sent to be measured."""
+        saved = _saved(self.wd.generated_dir(dataset, run["run"]) / f"{kind}.json", inputs)
+        if saved is not None:
+            self.pending.append(_Pending(dataset, run, kind, summary=saved))
+            return
+        s = self.settings
+        samples = sample_requests(model.get(), tok, requests, top_k=s["top_k"], max_new_tokens=s["max_new_tokens"],
+                                  seed=s["seed"], device=self.device)
+        samples = [{**tag, **sample} for tag, sample in zip(tags, samples)]
+        self._measure(dataset, run, [t["text"] for t in samples], asked, kind=kind, inputs=inputs, samples=samples,
+                      meta=meta)
 
     def finish(self) -> list[dict]:
         """Wait for every measure and rendering; the summaries in order."""
@@ -233,21 +313,45 @@ class _Generation:
             context["renderings"].finish()
         return list(self.rows)
 
-    def _measure(self, dataset: str, run: dict | None, texts: list[str], **fields) -> None:
-        futures = [self.pool.submit(workers.measure_tune, t, key=t, timeout=MEASURE_TIMEOUT) for t in texts]
-        self.pending.append(_Pending(dataset, run, texts, futures, **fields))
+    def _measure(self, dataset: str, run: dict | None, texts: list[str], asked: Sequence[Prompt | None] = (),
+                 **fields) -> None:
+        asked = list(asked) or [None] * len(texts)
+        if any(p is not None for p in asked):
+            futures = [self.pool.submit(workers.measure_prompted, t, p, key=t, timeout=MEASURE_TIMEOUT)
+                       for t, p in zip(texts, asked)]
+        else:
+            futures = [self.pool.submit(workers.measure_tune, t, key=t, timeout=MEASURE_TIMEOUT) for t in texts]
+        self.pending.append(_Pending(dataset, run, texts=texts, futures=futures, prompts=asked, **fields))
 
     def _drain(self, wait: bool) -> None:
-        """Finish the pending rows in order: all of them (``wait``), or those whose measures are all in."""
+        """Finish the pending jobs in order: all of them (``wait``), or those whose measures are all in."""
         while self.pending and (wait or all(f.done() for f in self.pending[0].futures)):
             job = self.pending.popleft()
+            if job.kind != "samples":
+                self._add_to_row(job)
+                continue
             row = job.summary if job.summary is not None else self._summarize(job)
             self.rows.append(row)
             if job.run is not None:
+                self.row_of[job.dataset, job.run["run"]] = row
                 self._log(row)
                 samples = job.samples if job.summary is None else read_samples(self.wd.root, job.dataset,
                                                                                  job.run["run"])
                 self._request_picks(job.dataset, job.run["run"], samples)
+
+    def _add_to_row(self, job: _Pending) -> None:
+        """Add a prompted or temperature job's summary to its model's row; send prompted picks to be rendered."""
+        summary = job.summary if job.summary is not None else self._summarize_extra(job)
+        row = self.row_of[job.dataset, job.run["run"]]
+        if job.kind == PROMPTED:
+            row.update({k: summary[k] for k in prompts.summarize([])}, prompted=summary["prompts"])
+            if job.run["run"] in self.context[job.dataset]["largest"]:
+                samples = job.samples if job.summary is None else read_samples(
+                    self.wd.root, job.dataset, job.run["run"], PROMPTED)
+                for sample in prompted_picks(samples, summary["prompts"], self._min_bars(job.dataset)):
+                    self.context[job.dataset]["renderings"].request(sample["text"])
+        else:
+            row["temperature_sweep"] = summary["points"]
 
     def _index(self, dataset: str) -> validity.NoveltyIndex:
         if dataset not in self.indexes:
@@ -258,12 +362,14 @@ class _Generation:
     def _summarize(self, job: _Pending) -> dict:
         """The summary of a row whose measures are in (waiting for them), saved with its samples."""
         index = self._index(job.dataset)
-        measures = [_measures(f, t) for f, t in zip(job.futures, job.texts)]
+        measured = [_measures(f, t, p) for f, t, p in zip(job.futures, job.texts, job.prompts)]
+        measures = [m for m, _ in measured]
         if job.run is None:
             ref = validity.summarize([validity.validity_metrics(t, index, measures=m)
                                       for t, m in zip(job.texts, measures)])
+            obeyed = prompts.summarize([o for _, o in measured if o is not None])
             row = {"dataset": job.dataset, "arch": REFERENCE, "size": "test tunes", "run": REFERENCE,
-                   "params_non_embedding": None, **ref}
+                   "params_non_embedding": None, **ref, "share_obeys": obeyed["share_obeys"]}
             write_json(self.wd.generated_dir(job.dataset) / "reference.json",
                        {"inputs_fingerprint": job.inputs, "summary": row})
             return row
@@ -278,19 +384,73 @@ class _Generation:
         write_json(out / "summary.json", summary)
         return summary
 
-    def _request_picks(self, dataset: str, run: str, samples: Sequence[dict]) -> None:
-        """Send the samples the gallery will show of this model to be rendered."""
+    def _summarize_extra(self, job: _Pending) -> dict:
+        """The summary of a prompted or temperature job whose measures are in, saved with its samples
+        (``<kind>.jsonl``, ``<kind>.json``): per prompt, or per temperature, the validity shares (and how the
+        samples obey their prompt)."""
+        index, out = self._index(job.dataset), self.wd.generated_dir(job.dataset, job.run["run"])
+        for s, (m, obeyed) in zip(job.samples, (_measures(f, t, p) for f, t, p in
+                                               zip(job.futures, job.texts, job.prompts))):
+            s["metrics"] = validity.validity_metrics(s["text"], index, finished=s["finished"], measures=m)
+            if obeyed is not None:
+                s["obedience"] = obeyed
+        write_text(out / f"{job.kind}.jsonl", "".join(json.dumps(s) + "\n" for s in job.samples))
+        summary = {"inputs_fingerprint": job.inputs, **job.meta}
+        if job.kind == PROMPTED:
+            for k, p in enumerate(summary["prompts"]):
+                mine = [s for s in job.samples if s["prompt"] == k]
+                p.update(validity.summarize([s["metrics"] for s in mine]))  # its "n" is len(mine)
+                p.update(prompts.summarize([s["obedience"] for s in mine]))
+            summary.update(prompts.summarize([s["obedience"] for s in job.samples]))
+        else:
+            summary["points"] = [{"temperature": t, **temperature_point([s for s in job.samples
+                                                                         if s["temperature"] == t])}
+                                 for t in job.meta["temperatures"]]
+        write_json(out / f"{job.kind}.json", summary)
+        return summary
+
+    def _min_bars(self, dataset: str) -> int:
         context = self.context[dataset]
         if context["min_bars"] is None:  # not before: the workers wait for samples while this runs
             context["min_bars"] = gallery_min_bars(self.wd.root, dataset)
+        return context["min_bars"]
+
+    def _request_picks(self, dataset: str, run: str, samples: Sequence[dict]) -> None:
+        """Send the samples the gallery will show of this model to be rendered."""
+        context = self.context[dataset]
         k = N_BEST_LARGEST if run in context["largest"] else 1
-        for sample in shown_samples(samples, context["min_bars"], k)[0]:
+        for sample in shown_samples(samples, self._min_bars(dataset), k)[0]:
             context["renderings"].request(sample["text"])
 
     def _log(self, summary: dict) -> None:
         if self.log:
             self.log(f"{summary['dataset']}/{summary['run']}: {summary['n']} samples, "
                      f"parses {summary['share_parses']:.0%}")
+
+
+class _Model:
+    """A run's weights, loaded on first use (a model whose samples are all saved is never loaded)."""
+
+    def __init__(self, workdir: Path, dataset: str, run: str, device: str):
+        self.args, self._model = (workdir, dataset, run, device), None
+
+    def get(self) -> torch.nn.Module:
+        if self._model is None:
+            self._model = load_model(*self.args)
+        return self._model
+
+
+def _own_header(tune: str) -> Prompt | None:
+    """A real tune's own meter, unit length and key as a prompt (None if they make none music21 reads)."""
+    return prompts._header_prompt(tune, "its own header")
+
+
+def temperature_point(samples: Sequence[dict]) -> dict:
+    """The validity shares of the samples at one temperature, and ``share_parses_novel``: the share that parse
+    and are not copied from training (what a sampling temperature has to balance)."""
+    metrics = [s["metrics"] for s in samples]
+    both = [bool(m["parses"] and m["novel"]) for m in metrics]
+    return {**validity.summarize(metrics), "share_parses_novel": sum(both) / len(both) if both else None}
 
 
 def cached_summary(path: Path, inputs: str, log=print) -> dict | None:
@@ -312,10 +472,10 @@ def cached_summary(path: Path, inputs: str, log=print) -> dict | None:
     return summary
 
 
-def read_samples(workdir: str | Path, dataset: str, run: str) -> list[dict]:
-    """The samples (with metrics) saved for one model."""
+def read_samples(workdir: str | Path, dataset: str, run: str, kind: str = "samples") -> list[dict]:
+    """The samples (with metrics) saved for one model: its unprompted ones, or its ``PROMPTED`` or ``SWEPT`` ones."""
     wd = Workdir(workdir)
-    path = wd.require(wd.generated_dir(dataset, run) / "samples.jsonl")
+    path = wd.require(wd.generated_dir(dataset, run) / f"{kind}.jsonl")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
@@ -336,12 +496,15 @@ def _saved(path: Path, inputs: str) -> dict | None:
     return saved if saved is not None and saved.get("inputs_fingerprint") == inputs else None
 
 
-def _measures(future: Future, text: str) -> validity.Measures:
-    """A tune's measures from its worker; if the worker failed, measured here (under music21's time limit)."""
+def _measures(future: Future, text: str, prompt: Prompt | None = None) -> tuple[validity.Measures, dict | None]:
+    """A tune's measures (and how it obeys ``prompt``) from its worker; if the worker failed, measured here
+    (under music21's time limit)."""
     try:
-        return future.result()
+        result = future.result()
     except workers.WorkerFailed:
-        return validity.measure(text)
+        parsed = validity.parse_abc(text)
+        return validity.measure(text, parsed), None if prompt is None else prompts.obedience(text, prompt, parsed)
+    return result if isinstance(result, tuple) else (result, None)
 
 
 @lru_cache(maxsize=1)
@@ -351,7 +514,7 @@ def code_version() -> str:
     matches."""
     import soundfile
 
-    code = [file_fingerprint(Path(module.__file__)) for module in (validity, render, workers)]
+    code = [file_fingerprint(Path(module.__file__)) for module in (validity, prompts, render, workers)]
     libraries = {name: metadata.version(name) for name in
                  ("music21", "verovio", "tinysoundfont", "soundfile", "pretty_midi", "mutagen")}
     return fingerprint(code, libraries, soundfile.__libsndfile_version__)
@@ -409,6 +572,40 @@ def shown_samples(samples: Sequence[dict], min_bars: int, k: int) -> tuple[list[
     return ranked[:max(1, min(k, n_ok))], n_ok
 
 
+def prompted_picks(samples: Sequence[dict], asked: Sequence[dict], min_bars: int) -> list[dict]:
+    """The prompted sample the gallery shows per prompt: the best (:func:`rank_samples`) of those that obey it,
+    else the one closest to obeying (it parses, keeps the asked meter and key, has most bars in the meter)."""
+    def closeness(s: dict) -> tuple:
+        o = s["obedience"]
+        return (o["obeys"], o["parses"], o["meter_ok"] is not False, o["key_ok"] is not False,
+                o["fields_ok"] is not False, o["bars_correct"] / o["bars_checked"] if o["bars_checked"] else 0.0)
+
+    picks = []
+    for k in range(len(asked)):
+        ranked = rank_samples([s for s in samples if s["prompt"] == k], min_bars)[0]
+        if ranked:
+            picks.append(max(ranked, key=closeness))  # of equals, the first: the best by rank_samples
+    return picks
+
+
+def _disobeys(sample: dict, prompt: dict) -> str:
+    """How a sample falls short of its prompt, for the gallery."""
+    o, why = sample["obedience"], []
+    if not o["parses"]:
+        why.append("music21 cannot parse it")
+    if o["meter_ok"] is False:
+        why.append(f"music21 reads the meter as {o['meter'] or 'none'}, not {prompt['M']}")
+    if o["key_ok"] is False:
+        why.append(f"music21 reads the key as {o['key'] or 'none'}")
+    if o["fields_ok"] is False:
+        why.append("it changes an asked field")
+    if o["bars_checked"] > o["bars_correct"]:
+        why.append(f"{o['bars_checked'] - o['bars_correct']} of {o['bars_checked']} checked bars off the asked meter")
+    elif o["meter_ok"] is not None and not o["bars_checked"]:
+        why.append("no bar to check against the asked meter")
+    return "; ".join(why)
+
+
 def validity_table(summaries: Sequence[dict]):
     """One row per model (and the reference row of real tunes) with the validity shares."""
     from ..tables import markdown_table
@@ -418,6 +615,44 @@ def validity_table(summaries: Sequence[dict]):
         ("params_non_embedding", "N (non-emb.)", ","), ("n", "samples", None),
         *((s.key, s.header, s.spec) for s in validity.SHARES),
         ("degenerate", "degenerate by kind", lambda d: ", ".join(f"{k} {v}" for k, v in d.items() if v) or "—")])
+
+
+def prompts_table(summaries: Sequence[dict]):
+    """Per dataset and prompt, how the largest model of each family obeys it: its samples' shares that parse,
+    whose meter and key music21 reads as asked, of bars with the asked meter's length, and that obey it."""
+    from ..tables import markdown_table
+
+    rows = []
+    for d in dict.fromkeys(s["dataset"] for s in summaries):
+        models = [s for s in summaries if s["dataset"] == d and s["arch"] != REFERENCE and s.get("prompted")]
+        largest = [max((s for s in models if s["arch"] == a), key=lambda s: s["params_non_embedding"])
+                   for a in arch_order(models)]
+        for k, prompt in enumerate(largest[0]["prompted"] if largest else []):
+            for s in largest:
+                rows.append({"dataset": d, "prompt": f"`{prompt['label']}`", "source": prompt["source"],
+                             "model": f"{s['arch']} {s['size']}", **s["prompted"][k]})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("prompt", "prompt", None), ("source", "made from", None),
+        ("model", "model", None), ("n", "samples", None), ("share_parses", "parses", ".0%"),
+        ("share_meter_ok", "meter as asked", ".0%"), ("share_key_ok", "key as asked", ".0%"),
+        ("prompt_bar_accuracy", "bars in the asked meter", ".1%"), ("share_obeys", "obeys the prompt", ".0%")])
+
+
+def _swept(summaries: Sequence[dict]) -> list[dict]:
+    return [s for s in summaries if s.get("temperature_sweep")]
+
+
+def temperature_table(summaries: Sequence[dict]):
+    """The temperature sweep: per dataset, largest model of each family and temperature, the validity shares
+    and the share that parse and are novel."""
+    from ..tables import markdown_table
+
+    rows = [{"dataset": s["dataset"], "model": f"{s['arch']} {s['size']}", **point}
+            for s in _swept(summaries) for point in s["temperature_sweep"]]
+    shares = [(s.key, s.header, s.spec) for s in validity.SHARES if s.key in validity.summarize([])]
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("model", "model", None), ("temperature", "temperature", ".2f"),
+        ("n", "samples", None), *shares, ("share_parses_novel", "parses and novel", ".0%")])
 
 
 N_BEST_LARGEST = 3  # samples shown for the largest model of each architecture; one for every other size
@@ -455,7 +690,8 @@ def _gallery_items(workdir: str | Path, summaries: Sequence[dict], dataset: str,
                f"<em>{html.escape(dataset)}</em>). Qualifying samples are ranked by the share of correct bars, then "
                f"valid headers, novelty and length; the largest model of each architecture shows up to its "
                f"{N_BEST_LARGEST} best, every other size its best. Where no sample qualifies, the one closest to "
-               f"qualifying is shown and says so.</p>")
+               f"qualifying is shown and says so. After its unprompted samples, the largest model of each "
+               f"architecture shows one sample per prompt: the best that obeys it, or the closest.</p>")
     shown = [{"title": "A real training tune, for reference", "abc": reference, "metrics": None, "out": None,
               "note": None, "priority": 0}]
     models = [s for s in summaries if s["dataset"] == dataset and s["arch"] != REFERENCE]
@@ -472,14 +708,33 @@ def _gallery_items(workdir: str | Path, summaries: Sequence[dict], dataset: str,
             shown.append({"title": title, "abc": sample["text"], "metrics": sample["metrics"], "note": note,
                           "out": wd.generated_dir(dataset, s["run"]) if rank == 1 else None,
                           "priority": 1 if rank == 1 else 2})
+        if largest[s["arch"]] == s["run"] and s.get("prompted"):
+            shown += _prompted_items(workdir, s, title, min_bars)
     for item in shown:
         renderings.request(item["abc"])  # all at once: the workers render them side by side
     return caption, [_item(item, renderings.get(item["abc"])) for item in shown]
 
 
+def _prompted_items(workdir: str | Path, summary: dict, title: str, min_bars: int) -> list[dict]:
+    """The gallery items of a model's prompted samples: one per prompt, beside its unprompted ones."""
+    samples = read_samples(workdir, summary["dataset"], summary["run"], PROMPTED)
+    items = []
+    for sample in prompted_picks(samples, summary["prompted"], min_bars):
+        prompt = summary["prompted"][sample["prompt"]]
+        n_obey = round(prompt["share_obeys"] * prompt["n"]) if prompt["share_obeys"] is not None else 0
+        note = f"Prompted with {prompt['label']} ({prompt['source']}): {n_obey} of {prompt['n']} samples obey it; "
+        note += ("this one does." if sample["obedience"]["obeys"] else
+                 f"none does, shown: the closest ({_disobeys(sample, prompt)}).")
+        # priority 1, after the model's own: the page keeps their sheet music longer than any but the real tune's
+        items.append({"title": f"{title}, prompted", "abc": sample["text"], "metrics": sample["metrics"],
+                      "note": note, "out": None, "priority": 1})
+    return items
+
+
 def _fit_budget(items: list[dict], max_bytes: int) -> None:
     """Leave out sheet music, least important first (further samples, then best samples from the smallest
-    model up), until the gallery's HTML fits in ``max_bytes``; each item that loses its score says so."""
+    model up, the largest models' prompted samples last), until the gallery's HTML fits in ``max_bytes``; each
+    item that loses its score says so."""
     order = sorted(range(len(items)), key=lambda i: (-items[i].get("priority", 1), i))
     size = len(render.gallery_html(items))
     for i in order:
@@ -620,6 +875,7 @@ def glue(summaries: Sequence[dict]) -> None:
     A missing share reads "n/a (reason)"."""
     from ..tables import glue_text
 
+    _glue_prompts(summaries)
     glue_text("novelty_n", validity.NOVELTY_N, "d")
     glue_text("novelty_threshold", validity.NOVELTY_THRESHOLD, ".0%")
     glue_text("gallery_best_largest", N_BEST_LARGEST, "d")
@@ -636,3 +892,48 @@ def glue(summaries: Sequence[dict]) -> None:
             for which, s in (("smallest", rows[0] if rows else {}), ("largest", rows[-1] if rows else {})):
                 for short, (key, spec, why) in keys.items():
                     glue_text(f"{d}_{arch}_{which}_{short}", s.get(key), spec, why if s else f"no {arch} model")
+
+
+def _glue_prompts(summaries: Sequence[dict]) -> None:
+    """Glue what the findings page cites of the prompts and the temperature sweep: ``prompt_samples``,
+    ``<dataset>_n_prompts`` and ``<dataset>_prompts`` (the prompts, one line); ``temperature_samples``,
+    ``temperature_lowest``, ``temperature_highest``, ``gallery_temperature``; per dataset and family (every
+    registered one, "n/a" where it has no sweep) ``<dataset>_<arch>_temperature_{lowest,highest}_<share>`` and
+    ``<dataset>_<arch>_temperature_best`` (the swept temperature with the largest share that parse and are novel),
+    ``..._best_parses_novel`` (that share) and ``..._gallery_parses_novel`` (the share at the gallery's temperature).
+    The per-size "obeys the prompt" shares are glued with the other validity shares (:data:`validity.SHARES`)."""
+    from ..tables import glue_text
+
+    models = [s for s in summaries if s["arch"] != REFERENCE]
+    prompted = [s for s in models if s.get("prompted")]
+    glue_text("prompt_samples", prompted[0]["prompted"][0]["n"] if prompted else None, "d", "no prompts")
+    swept = _swept(models)
+    points = [p for s in swept for p in s["temperature_sweep"]]
+    glue_text("temperature_samples", points[0]["n"] if points else None, "d", "no temperature sweep")
+    temps = sorted({p["temperature"] for p in points})
+    glue_text("temperature_lowest", temps[0] if temps else None, "g", "no temperature sweep")
+    glue_text("temperature_highest", temps[-1] if temps else None, "g", "no temperature sweep")
+    gallery_t = models[0]["settings"]["temperature"] if models else None
+    glue_text("gallery_temperature", gallery_t, "g", "no model")
+    shares = [s for s in validity.SHARES if s.glue and s.key in validity.summarize([])]
+    for d in dict.fromkeys(s["dataset"] for s in summaries):
+        mine = [s for s in prompted if s["dataset"] == d]
+        labels = [p["label"] for p in mine[0]["prompted"]] if mine else []
+        glue_text(f"{d}_n_prompts", len(labels), "d")
+        glue_text(f"{d}_prompts", "; ".join(labels) or None, "", "no prompts")
+        for arch in dict.fromkeys([*ARCHITECTURES, *arch_order(models)]):
+            sweep = next((s["temperature_sweep"] for s in swept if s["dataset"] == d and s["arch"] == arch), [])
+            why = f"no temperature sweep of {arch}"
+            for which, point in (("lowest", sweep[0] if sweep else {}), ("highest", sweep[-1] if sweep else {})):
+                for share in shares:
+                    glue_text(f"{d}_{arch}_temperature_{which}_{share.glue}", point.get(share.key), share.spec,
+                              share.missing if point else why)
+            scored = [p for p in sweep if p["share_parses_novel"] is not None]
+            # the best share, and of equal shares the temperature nearest the gallery's
+            best = max(scored, key=lambda p: (p["share_parses_novel"], -abs(p["temperature"] - (gallery_t or 1.0))),
+                       default={})
+            at_gallery = next((p for p in scored if p["temperature"] == gallery_t), {})
+            glue_text(f"{d}_{arch}_temperature_best", best.get("temperature"), "g", why)
+            glue_text(f"{d}_{arch}_temperature_best_parses_novel", best.get("share_parses_novel"), ".0%", why)
+            glue_text(f"{d}_{arch}_temperature_gallery_parses_novel", at_gallery.get("share_parses_novel"), ".0%",
+                      why if not sweep else "the gallery's temperature is not in the sweep")
