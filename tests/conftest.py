@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
+from book_sources import book_sources
 from toy_data import markov_tunes
 
-from musicscale.pipeline import ROOT, run_pipeline
+from musicscale.pipeline import run_pipeline
 from musicscale.tokenizer import CharTokenizer
 from musicscale.workdir import Workdir, write_json
 
@@ -24,14 +23,6 @@ def tokenized_workdir(tmp_path):
         np.save(wd.tokens("markov", name), tok.encode_tunes(tunes))
     write_json(wd.tokens_meta("markov"), {"vocab_size": tok.vocab_size, "vocabulary": tok.itos})
     return wd
-
-
-def book_sources(root):
-    """A copy of the book's sources (configuration, pages, page templates) in ``root``, without any build."""
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(ROOT / name, root / name)
-    shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("stages", "*.ipynb"))
-    return root
 
 
 @pytest.fixture(scope="session")

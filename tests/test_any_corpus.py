@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from book_sources import book_sources
 from test_report import soup_of, visible_text
 from toy_data import write_folk_corpus
 
-from conftest import book_sources
 from musicscale.pipeline import run_pipeline
 from musicscale.workdir import Workdir, read_json
 
