@@ -163,9 +163,12 @@ def ground_truth(fit: scaling.JointFit, points: holdout.Points, entropy_rate: fl
     """The fitted floor E (with its interval) against the exact entropy rate H*, and the law refitted with
     its floor fixed at H* (``L - H* = A N^-alpha + B D^-beta``)."""
     lo, hi = fit.E_ci
-    covers = bool(lo <= entropy_rate <= hi) if math.isfinite(lo) else None
+    unknown = {k: v for k, v in fit.not_identified().items() if k == "E"}
+    # a floor at its bound is no estimate of H*: no relative error, no coverage
+    covers = bool(lo <= entropy_rate <= hi) if math.isfinite(lo) and not unknown else None
     out = {"H": entropy_rate, "E": fit.E, "E_ci": [scaling._json_float(lo), scaling._json_float(hi)],
-           "E_rel_error": (fit.E - entropy_rate) / entropy_rate, "covers": covers}
+           "E_rel_error": None if unknown else (fit.E - entropy_rate) / entropy_rate, "covers": covers,
+           "not_identified": unknown}
     excess = scaling.fit_joint_law(points.N, points.D, points.L, groups=points.run, strata=points.N,
                                    E=entropy_rate, n_boot=n_boot, seed=seed, start=fit)
     out["fixed_floor"] = {k: v for k, v in excess.to_dict().items() if k not in ("residuals",)}
@@ -192,7 +195,7 @@ def sensitivity(fit: scaling.JointFit, records: Sequence[dict]) -> list[dict]:
             continue
         rows.append({"variant": name, "alpha": f.alpha, "beta": f.beta, "E": f.E,
                      "a": f.beta / (f.alpha + f.beta) if f.alpha + f.beta > 0 else None,
-                     "n_points": f.n_points, "converged": f.converged})
+                     "n_points": f.n_points, "converged": f.converged, "not_identified": f.not_identified()})
     return rows
 
 
@@ -344,7 +347,8 @@ def effective_joint(runs: Sequence[dict], R_star: dict | None, joint: dict, *, n
         out.update(basis=f"points within {FRESH_EPOCHS:g} epochs", R_star=None, n_left_out=int((~keep).sum()))
         if keep.all() and "error" not in joint:
             out.update({k: joint[k] for k in ("E", "E_ci", "A", "A_ci", "alpha", "alpha_ci", "B", "B_ci", "beta",
-                                              "beta_ci", "r2", "n_points", "n_boot", "n_failed")}, same_as_D=True)
+                                              "beta_ci", "r2", "n_points", "n_boot", "n_failed", "not_identified",
+                                              "no_fit")}, same_as_D=True)
             return out
         points = points[keep]
     try:

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .analysis import arch_order, compute_points
+from .identification import format_ci, short
 from .models import ARCHITECTURES
 from .validity import SHARES
 from .workdir import Workdir, atomic_write
@@ -45,6 +46,12 @@ def _main_runs(results: dict, dataset: str, arch: str) -> list[dict]:
 
 def _archs(results: dict, datasets: Sequence[str]) -> list[str]:
     return arch_order([{"arch": a} for d in datasets for a in results["datasets"][d]["joint"]])
+
+
+def _eq(entry: dict, key: str, interval: bool = False) -> str:
+    """``= 0.854`` (or with its interval), or ``not identified``: a fitted value in a legend or title."""
+    text = format_ci(entry, key) if interval else short(entry, key)
+    return text if text.startswith(("not", "no fit")) else f"= {text}"
 
 
 def _band(ax, x: np.ndarray, fit, N, D, color: str, label: str, **line) -> None:
@@ -81,7 +88,7 @@ def scaling_laws(results: dict, datasets: Sequence[str] | None = None) -> Figure
                 grid = np.geomspace(N.min() / 1.5, N.max() * 1.5, 150)
                 if D is not None:
                     _band(ax, grid, fit, grid, D, _color(arch), f"joint law at D = {D:,}")
-                _band(ax, grid, fit, grid, np.inf, "gray", f"joint law, unlimited data (E = {fit.E:.3f})",
+                _band(ax, grid, fit, grid, np.inf, "gray", f"joint law, unlimited data (E {_eq(joint, 'E')})",
                       linestyle="--")
             else:
                 ax.set_title(f"{d}: {arch} (no joint fit: {joint.get('error', 'no runs')})", fontsize=8)
@@ -228,7 +235,7 @@ def compute_frontier(results: dict, datasets: Sequence[str] | None = None) -> Fi
             if fit is not None:
                 C = np.geomspace(min(entry["frontier_flops"]), max(entry["frontier_flops"]), 200)
                 ax.plot(C, fit.predict(C), color=_color(arch), linestyle="--",
-                        label=f"{arch} L(C): α_C={fit.alpha:.3f} [{fit.alpha_ci[0]:.3f}, {fit.alpha_ci[1]:.3f}]")
+                        label=f"{arch} L(C): α_C {_eq(entry, 'alpha', True)}")
         _floor(ax, results, d)
         ax.set(xscale="log", xlabel="training compute C (FLOPs)", ylabel="validation loss (nats/char)", title=d)
         ax.legend(fontsize=8)
@@ -257,10 +264,10 @@ def joint_law(results: dict, datasets: Sequence[str] | None = None) -> Figure:
                 sel = N == n
                 ax.scatter(D[sel], L[sel], color=cmap(k), s=18, zorder=3)
                 ax.plot(grid, fit.predict(n, grid), color=cmap(k), linewidth=1, label=f"N={n:,.0f}")
-            ax.axhline(fit.E, color="gray", linestyle="--", linewidth=1, label=f"E = {fit.E:.3f}")
+            ax.axhline(fit.E, color="gray", linestyle="--", linewidth=1, label=f"E {_eq(joint, 'E')}")
             _floor(ax, results, d)
             ax.set(xscale="log", xlabel="training tokens D", ylabel="test loss (nats/char)",
-                   title=f"{d}: {arch}: α={fit.alpha:.2f}, β={fit.beta:.2f}")
+                   title=f"{d}: {arch}: α {_eq(joint, 'alpha')}, β {_eq(joint, 'beta')}")
             ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

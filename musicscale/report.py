@@ -128,11 +128,6 @@ def and_list(items) -> str:
     return " and ".join(items) if len(items) < 3 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def cite_interval(cite: Callable[..., str], name: str) -> str:
-    """A glued value with its interval, ``value [value_lo, value_hi]`` (the analysis glues all three)."""
-    return f"{cite(name)} [{cite(name + '_lo')}, {cite(name + '_hi')}]"
-
-
 def render_pages(root: Path, contents: BookContents | None = None) -> list[Path]:
     """Render every template of ``root/book/templates`` into ``root/book`` for this build; a page that cannot
     be rendered leaves every page as it was (each is written atomically, after all have rendered). Returns the
@@ -157,5 +152,5 @@ def render_pages(root: Path, contents: BookContents | None = None) -> list[Path]
             return name in glued[stage]
 
         texts[root / "book" / path.name] = env.get_template(path.name).render(
-            build=contents, has=has, ci=cite_interval, **cites)
+            build=contents, has=has, **cites)
     return [write_text(path, text) for path, text in texts.items()]

@@ -27,6 +27,8 @@ import numpy as np
 from scipy.optimize import brentq, minimize
 from threadpoolctl import threadpool_limits
 
+from . import identification
+
 ALPHA_MAX = 5.0
 _ALPHA_GRID = (0.05, 0.1, 0.2, 0.4, 0.8, 1.5)
 _FLOOR_FRACTIONS = (0.05, 0.3, 0.6, 0.9)  # initial c (or E) as a fraction of min(L)
@@ -206,6 +208,22 @@ class PowerLawFit:
     boot_params: np.ndarray = field(default_factory=lambda: np.empty((0, 3)), repr=False)
     n_failed: int = 0  # bootstrap refits that did not converge (left out of the intervals, and reported)
     n_degenerate: int = 0  # resamples skipped for having fewer than 3 distinct N
+    L_min: float = 0.0  # the smallest loss fitted: a floor c far below it is at its bound 0
+    c_max: float | None = None  # the upper bound the floor was fitted under, if any
+
+    def bounds(self) -> dict[str, identification.Bound]:
+        """The search bounds of the parameters that have any (the amplitude has none)."""
+        return {"alpha": identification.Bound(0.0, ALPHA_MAX, identification.ABS_TOL),
+                "c": identification.Bound(0.0, self.c_max, identification.REL_TOL * self.L_min)}
+
+    def not_identified(self) -> dict[str, dict]:
+        """The parameters at a bound, in the point fit or in the bootstrap draws (:mod:`.identification`)."""
+        out = {}
+        for i, (name, bound) in zip((1, 2), self.bounds().items()):
+            info = identification.not_identified(getattr(self, name), self.boot_params[:, i], bound)
+            if info:
+                out[name] = info
+        return out
 
     def predict(self, N: Any) -> np.ndarray:
         """Predicted loss at N (array or scalar)."""
@@ -240,6 +258,8 @@ class PowerLawFit:
             "n_failed": int(self.n_failed),
             "n_degenerate": int(self.n_degenerate),
             "converged": bool(self.converged),
+            "not_identified": self.not_identified(),
+            "no_fit": identification.no_fit(self.r2),
         }
 
 
@@ -357,6 +377,8 @@ def fit_power_law(
         boot_params=boot,
         n_failed=n_failed,
         n_degenerate=n_degenerate,
+        L_min=float(L.min()),
+        c_max=c_max,
     )
 
 
@@ -465,6 +487,23 @@ class JointFit:
     n_degenerate: int = 0  # resamples skipped for having fewer than 3 distinct N or D
     E_fixed: bool = False
     boot_rows: np.ndarray = field(default_factory=lambda: np.empty(0, int), repr=False)  # resample of each draw
+    L_min: float = 0.0  # the smallest loss fitted: a floor E far below it is at its bound 0
+
+    def bounds(self) -> dict[str, identification.Bound]:
+        """The search bounds of the fitted parameters that have any (amplitudes have none; a fixed E is not fitted)."""
+        exponent = identification.Bound(0.0, ALPHA_MAX, identification.ABS_TOL)
+        out = {} if self.E_fixed else {"E": identification.Bound(0.0, None, identification.REL_TOL * self.L_min)}
+        return {**out, "alpha": exponent, "beta": exponent}
+
+    def not_identified(self) -> dict[str, dict]:
+        """The parameters at a bound, in the point fit or in the bootstrap draws (:mod:`.identification`)."""
+        column = {"E": 0, "alpha": 2, "beta": 4}
+        out = {}
+        for name, bound in self.bounds().items():
+            info = identification.not_identified(getattr(self, name), self.boot_params[:, column[name]], bound)
+            if info:
+                out[name] = info
+        return out
 
     @property
     def params(self) -> tuple[float, float, float, float, float]:
@@ -509,7 +548,12 @@ class JointFit:
         with np.errstate(invalid="ignore", divide="ignore"):
             a_boot = bp[:, 4] / (bp[:, 2] + bp[:, 4]) if len(bp) else np.empty(0)
         lo, hi = _percentile_ci(a_boot[np.isfinite(a_boot)], level)
-        return {"a": a, "a_ci": (lo, hi), "b": 1.0 - a, "b_ci": (1.0 - hi, 1.0 - lo)}
+        out = {"a": a, "a_ci": (lo, hi), "b": 1.0 - a, "b_ci": (1.0 - hi, 1.0 - lo)}
+        unknown = {k: v for k, v in self.not_identified().items() if k in ("alpha", "beta")}
+        if unknown:  # a = beta/(alpha+beta) is pinned by its exponents only: one at a bound, and a is not a measurement
+            name, info = next(iter(unknown.items()))
+            out["not_identified"] = {k: {**info, "via": name} for k in ("a", "b", "a_own_flops")}
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON summary (NaN becomes null; bootstrap draws are left out)."""
@@ -527,6 +571,8 @@ class JointFit:
             n_degenerate=int(self.n_degenerate),
             converged=bool(self.converged),
             E_fixed=bool(self.E_fixed),
+            not_identified=self.not_identified(),
+            no_fit=identification.no_fit(self.r2),
         )
         return d
 
@@ -786,7 +832,8 @@ def fit_joint_law(
     cis = [_percentile_ci(boot[:, i]) for i in range(5)]
     return JointFit(*params, *cis, r2=_r2(L, pred), residuals=[float(r) for r in L - pred], n_points=n,
                     n_boot=len(boot), converged=converged, boot_params=boot, n_groups=len(np.unique(groups)),
-                    n_failed=n_failed, n_degenerate=n_degenerate, E_fixed=E is not None, boot_rows=np.array(rows, int))
+                    n_failed=n_failed, n_degenerate=n_degenerate, E_fixed=E is not None, boot_rows=np.array(rows, int),
+                    L_min=float(L.min()))
 
 
 # --------------------------------------------------------------------------- comparisons and checks

@@ -1,5 +1,7 @@
 """The analyze stage on runs with a known law: the fits, the JSON contract, the floor check, the figures."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -108,10 +110,12 @@ def test_figures_and_tables_render(toy_workdir, tmp_path):
         text = table(results).data
         assert len(text.splitlines()) == 2 + rows and "toy" in text, table.__name__  # header, rule, rows
     values = analyze.findings(results)
-    assert values["toy_transformer_joint_alpha"] == results["datasets"]["toy"]["joint"]["transformer"]["alpha"]
+    alpha = results["datasets"]["toy"]["joint"]["transformer"]["alpha"]
+    assert values["toy_transformer_joint_alpha"].startswith(f"{alpha:.3f} [")  # the value with its interval
     assert "the law predicts better" in values["toy_transformer_holdout_N_summary"]
     assert values["toy_gap_largest_N"].startswith("the transformer is lower")
-    assert values["toy_transformer_gt_covers"] in ("covers", "does not cover")
+    assert re.search(r"its interval (covers|does not cover) H\*|cannot be held against H\*",
+                     values["toy_transformer_gt_floor"])
 
 
 def test_missing_sweep_names_the_notebook(tmp_path):

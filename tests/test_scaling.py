@@ -23,7 +23,7 @@ from musicscale.scaling import (
 A_TRUE, ALPHA_TRUE, C_TRUE = 5.0, 0.3, 0.8
 JOINT_TRUE = {"E": 1.5, "A": 400.0, "alpha": 0.34, "B": 2000.0, "beta": 0.28}
 SPEC_KEYS = {"a", "alpha", "c", "a_ci", "alpha_ci", "c_ci", "r2", "residuals", "n_points", "n_boot"}
-SPEC_KEYS |= {"converged", "n_failed", "n_degenerate"}
+SPEC_KEYS |= {"converged", "n_failed", "n_degenerate", "not_identified", "no_fit"}
 
 
 def law(N, a=A_TRUE, alpha=ALPHA_TRUE, c=C_TRUE):

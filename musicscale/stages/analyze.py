@@ -22,6 +22,7 @@ from ..analysis import (
     cooldown_points,
     effective_joint,
 )
+from ..identification import format_ci
 from ..params import StageParameters, as_int, as_optional_list
 from ..tables import glue_text, markdown_table
 from ..workdir import Workdir, git_commit, read_json, write_json
@@ -139,15 +140,6 @@ def strip_private(obj):
     return obj
 
 
-def format_ci(entry: dict, key: str, spec: str = ".3f") -> str:
-    value, ci = entry.get(key), entry.get(f"{key}_ci") or [None, None]
-    if value is None:
-        return "—"
-    if ci[0] is None:
-        return format(value, spec)
-    return f"{value:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]"
-
-
 def _rows(results: dict, key: str):
     """(dataset, arch, entry) for every dataset and architecture that has ``key``."""
     for d, ds in results["datasets"].items():
@@ -213,11 +205,12 @@ def ground_truth_table(results: dict):
     for d, arch, g in _rows(results, "ground_truth"):
         fixed = g["fixed_floor"]
         rows.append({"dataset": d, "arch": arch, "H": g["H"], "E": format_ci(g, "E", ".4f"),
-                     "rel": g["E_rel_error"], "covers": {True: "yes", False: "no"}.get(g["covers"], "—"),
+                     "rel": "—" if g["E_rel_error"] is None else f"{g['E_rel_error']:.1%}",
+                     "covers": {True: "yes", False: "no"}.get(g["covers"], "—"),
                      "alpha": format_ci(fixed, "alpha"), "beta": format_ci(fixed, "beta"), "r2": fixed.get("r2")})
     return markdown_table(rows, [
         ("dataset", "dataset", None), ("arch", "arch", None), ("H", "H* (nats)", ".4f"),
-        ("E", "fitted E [95% CI]", None), ("rel", "(E − H*)/H*", ".1%"), ("covers", "interval covers H*", None),
+        ("E", "fitted E [95% CI]", None), ("rel", "(E − H*)/H*", None), ("covers", "interval covers H*", None),
         ("alpha", "L − H*: α [95% CI]", None), ("beta", "L − H*: β [95% CI]", None), ("r2", "L − H*: R²", ".4f")])
 
 
@@ -238,13 +231,25 @@ def gap_table(results: dict):
 
 
 def sensitivity_table(results: dict):
-    """The joint law's exponents and floor under other choices of N, Huber δ and sizes."""
-    rows = [{"dataset": d, "arch": arch, **row} for d, arch, rs in _rows(results, "sensitivity") for row in rs]
-    for row in rows:
-        row["variant"] = row["variant"] + (f" (not fitted: {row['error']})" if "error" in row else "")
+    """The joint law's exponents and floor under other choices of N, Huber δ and sizes (a parameter at a bound
+    of its search says so: it is not identified there)."""
+    rows = []
+    for d, arch, rs in _rows(results, "sensitivity"):
+        for row in rs:
+            unknown = row.get("not_identified") or {}
+            cells = {k: (f"at bound {unknown[k]['bound']:g}" if k in unknown else row.get(k))
+                     for k in ("alpha", "beta", "E")}
+            if unknown.keys() & {"alpha", "beta"}:
+                cells["a"] = "—"
+            rows.append({"dataset": d, "arch": arch, **row, **cells,
+                         "variant": row["variant"] + (f" (not fitted: {row['error']})" if "error" in row else "")})
+    def number(spec: str):
+        return lambda v: v if isinstance(v, str) else format(v, spec)
+
     return markdown_table(rows, [
-        ("dataset", "dataset", None), ("arch", "arch", None), ("variant", "variant", None), ("alpha", "α", ".3f"),
-        ("beta", "β", ".3f"), ("E", "E (nats)", ".3f"), ("a", "β/(α+β)", ".2f")])
+        ("dataset", "dataset", None), ("arch", "arch", None), ("variant", "variant", None),
+        ("alpha", "α", number(".3f")), ("beta", "β", number(".3f")), ("E", "E (nats)", number(".3f")),
+        ("a", "β/(α+β)", number(".2f"))])
 
 
 def single_budget_table(results: dict):
@@ -360,8 +365,8 @@ def effective_summary(results: dict) -> str:
                else "on the points within the fresh range only")
         how += (f" ({e['n_left_out']} points beyond the measured epochs left out)" if e["n_left_out"]
                 else " (every point lies in it: the fit on D)" if e["R_star"] is None else "")
-        parts.append(f"{d} {arch} (at most {e['max_epochs']:.2f} epochs): fitted {how}, β = {e['beta']:.3f} "
-                     f"against {j['beta']:.3f} on D, E = {e['E']:.3f} against {j['E']:.3f}")
+        parts.append(f"{d} {arch} (at most {e['max_epochs']:.2f} epochs): fitted {how}, β {format_ci(e, 'beta')} "
+                     f"against {format_ci(j, 'beta')} on D, floor E {format_ci(e, 'E')} against {format_ci(j, 'E')}")
     return "; ".join(parts) if parts else "no real corpus in this build"
 
 
@@ -375,10 +380,11 @@ def findings(results: dict) -> dict[str, object]:
         for arch, j in ds["joint"].items():
             p = f"{d}_{arch}"
             opt = j.get("optimal_exponents") or {}
-            for key, src in (("E", j), ("alpha", j), ("beta", j), ("a", opt), ("a_own_flops", opt)):
-                values[f"{p}_joint_{key}"] = src.get(key)
-                lo, hi = src.get(f"{key}_ci") or [None, None]
-                values[f"{p}_joint_{key}_lo"], values[f"{p}_joint_{key}_hi"] = lo, hi
+            # each with its interval, or why it is no measurement (musicscale.identification)
+            for key, src in (("E", j), ("alpha", j), ("beta", j)):
+                values[f"{p}_joint_{key}"] = format_ci(src, key) if "error" not in j else f"not fitted ({j['error']})"
+            for key in ("a", "a_own_flops"):
+                values[f"{p}_joint_{key}"] = format_ci(opt, key, ".2f") if opt else "not fitted"
             values[f"{p}_joint_r2"] = j.get("r2")
             sizes = [b["N"] for b in ds["budgets"].get(arch, [])]
             values[f"{p}_N_min"], values[f"{p}_N_max"] = (min(sizes), max(sizes)) if sizes else (None, None)
@@ -392,15 +398,16 @@ def findings(results: dict) -> dict[str, object]:
             best = min(runs, key=lambda r: r["test_loss"])
             values[f"{p}_best_test"], values[f"{p}_best_bpc"] = best["test_loss"], best["test_bpc"]
             single = ds["single_budget"].get(arch, {})
-            values[f"{p}_single_alpha"], values[f"{p}_single_D"] = single.get("alpha"), single.get("D")
-            values[f"{p}_compute_alpha"] = ds["compute"].get(arch, {}).get("alpha")
+            values[f"{p}_single_alpha"] = format_ci(single, "alpha") if "alpha" in single else None
+            values[f"{p}_single_D"] = single.get("D")
+            compute = ds["compute"].get(arch, {})
+            values[f"{p}_compute_alpha"] = format_ci(compute, "alpha") if "alpha" in compute else None
             g = ds.get("ground_truth", {}).get(arch)
             if g:
-                values[f"{p}_gt_E_rel_pct"] = 100 * g["E_rel_error"]
-                values[f"{p}_gt_covers"] = {True: "covers", False: "does not cover"}.get(g["covers"],
-                                                                                          "has no interval for")
-                values[f"{p}_gt_fixed_alpha"] = g["fixed_floor"].get("alpha")
-                values[f"{p}_gt_fixed_beta"] = g["fixed_floor"].get("beta")
+                # the floor against H*: a relative error and a coverage only where E is identified
+                values[f"{p}_gt_floor"] = ground_truth_sentence(g)
+                values[f"{p}_gt_fixed_alpha"] = format_ci(g["fixed_floor"], "alpha")
+                values[f"{p}_gt_fixed_beta"] = format_ci(g["fixed_floor"], "beta")
                 values[f"{p}_gt_fixed_r2"] = g["fixed_floor"].get("r2")
         for arch, gains in ds["last_doubling_gain"].items():
             if gains:
@@ -413,6 +420,16 @@ def findings(results: dict) -> dict[str, object]:
             values[f"{d}_min_test"] = ds["min_test_loss"]
             values[f"{d}_n_below_floor"] = len(ds["below_floor"])
     return values
+
+
+def ground_truth_sentence(g: dict) -> str:
+    """The fitted floor against H* in words: its value, interval, relative error and whether it covers H*, or
+    why E is no measurement."""
+    E = format_ci(g, "E", ".4f")
+    if g["E_rel_error"] is None:
+        return f"E is {E}, so it cannot be held against H*"
+    covers = {True: "covers", False: "does not cover"}.get(g["covers"], "has no interval for")
+    return f"E = {E}, {100 * g['E_rel_error']:+.1f}% from H*; its interval {covers} H*"
 
 
 def holdout_summary(h: dict) -> str:

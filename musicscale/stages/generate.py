@@ -860,8 +860,8 @@ def validity_fits(summaries: Sequence[dict], seed: int = 0, n_boot: int = 200) -
 
 def validity_fits_table(summaries: Sequence[dict], seed: int = 0):
     """:func:`validity_fits` as a Markdown table."""
+    from ..identification import format_ci
     from ..tables import markdown_table
-    from .analyze import format_ci
 
     rows = [{**r, "alpha_s": format_ci(r, "alpha"), "c_s": format_ci(r, "c")} for r in validity_fits(summaries, seed)]
     return markdown_table(rows, [("dataset", "dataset", None), ("arch", "arch", None),
