@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+
+# torch 2.13 has no trainable rotary embedding (torch.onnx.ops.rotary_embedding has no autograd formula), so the
+# position ablation compares the learned table with none: a causal decoder can infer position without one
+# (Haviv et al. 2022, "Transformer language models without positional encodings still learn positional information")
+POSITIONS = ("learned", "none")
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,13 @@ class TransformerConfig:
     n_head: int = 2
     n_layer: int = 2
     dropout: float = 0.0
+    positions: str = "learned"  # "learned" (a table of context_length vectors) or "none" (causal attention alone)
+
+    def __post_init__(self) -> None:
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
 
     def shape(self) -> str:
         return f"d={self.d_model}, heads={self.n_head}, layers={self.n_layer}"
@@ -86,6 +98,18 @@ class Architecture:
     lr: float  # the centre of the per-size learning-rate search, and the rate of a run given none
     color: str  # its colour in every figure
     label: str  # how figures and tables name it
+    # named changes to its size configs that the ablation trains (sweep.ablation_specs): name -> (fields, what)
+    variants: dict[str, tuple[dict, str]] = field(default_factory=dict, repr=False)
+    budget_factor: float = 1.0  # its runs' budgets: this times the study's tokens_per_param (sweep.token_budget)
+
+    def size_config(self, size: str, variant: str | None = None):
+        """The config of a named size, with a named variant's changes applied."""
+        cfg = self.sizes[size]
+        if variant is None:
+            return cfg
+        if variant not in self.variants:
+            raise ValueError(f"variant: {self.name} has no variant {variant!r}; allowed: {list(self.variants)}")
+        return replace(cfg, **self.variants[variant][0])
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
@@ -130,7 +154,6 @@ def check_arch_size(arch: str, size: str | None = None) -> None:
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        assert cfg.d_model % cfg.n_head == 0, "d_model must be divisible by n_head"
         self.n_head = cfg.n_head
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
@@ -172,7 +195,7 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Decoder-only transformer: learned positions, pre-LN blocks, tied input/output embedding."""
+    """Decoder-only transformer: learned positions (or none), pre-LN blocks, tied input/output embedding."""
 
     carries_state: bool = False  # sees only its window: evaluation slides windows over long tunes
     cache_bounded: bool = True  # its sampling cache (keys, values) holds at most context_length positions
@@ -181,7 +204,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg, self.vocab_size, self.context_length = cfg, vocab_size, context_length
         self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
-        self.pos_emb = nn.Embedding(context_length, cfg.d_model)
+        self.pos_emb = nn.Embedding(context_length, cfg.d_model) if cfg.positions == "learned" else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
@@ -206,8 +229,10 @@ class Transformer(nn.Module):
         T = idx.shape[1]
         if start + T > self.context_length:
             raise ValueError(f"sequence length {start + T} exceeds context_length {self.context_length}")
-        pos = torch.arange(start, start + T, device=idx.device)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))
+        x = self.tok_emb(idx)  # (B, T, d)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
+        x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, cache.setdefault(i, {}) if cache is not None else None)
         if cache is not None:
@@ -215,7 +240,7 @@ class Transformer(nn.Module):
         return self.head(self.ln_f(x))
 
     def embedding_parameters(self) -> int:
-        return self.tok_emb.weight.numel() + self.pos_emb.weight.numel()
+        return self.tok_emb.weight.numel() + (self.pos_emb.weight.numel() if self.pos_emb is not None else 0)
 
     def flops_per_token(self) -> int:
         """Training FLOPs per token: 3 x forward, forward = 2 x (N + head matmul) + attention scores."""
@@ -269,23 +294,26 @@ def non_embedding_parameters(model: nn.Module) -> int:
     return total_parameters(model) - model.embedding_parameters()
 
 
-register(Architecture("transformer", Transformer, TRANSFORMER_SIZES, lr=3e-3, color="tab:blue", label="Transformer"))
+register(Architecture("transformer", Transformer, TRANSFORMER_SIZES, lr=3e-3, color="tab:blue", label="Transformer",
+                      variants={"no-positions": ({"positions": "none"}, "no position table"),
+                                "one-head": ({"n_head": 1}, "one head as wide as the model")}))
 register(Architecture("lstm", LSTM, LSTM_SIZES, lr=1e-2, color="tab:orange", label="LSTM"))
 
 
-def build_model(arch: str, size: str, vocab_size: int, context_length: int) -> nn.Module:
-    """A model of a named architecture and size."""
+def build_model(arch: str, size: str, vocab_size: int, context_length: int, variant: str | None = None) -> nn.Module:
+    """A model of a named architecture and size (and variant, see :attr:`Architecture.variants`)."""
     check_arch_size(arch, size)
-    return ARCHITECTURES[arch].model(SIZE_GRIDS[arch][size], vocab_size, context_length)
+    family = ARCHITECTURES[arch]
+    return family.model(family.size_config(size, variant), vocab_size, context_length)
 
 
-def describe(arch: str, size: str, vocab_size: int, context_length: int) -> dict:
+def describe(arch: str, size: str, vocab_size: int, context_length: int, variant: str | None = None) -> dict:
     """Config, parameter counts and FLOPs per token of one grid entry (builds the model to count)."""
-    model = build_model(arch, size, vocab_size, context_length)
+    model = build_model(arch, size, vocab_size, context_length, variant)
     return {
         "arch": arch,
         "size": size,
-        **asdict(SIZE_GRIDS[arch][size]),
+        **asdict(ARCHITECTURES[arch].size_config(size, variant)),
         "params_total": total_parameters(model),
         "params_non_embedding": non_embedding_parameters(model),
         "flops_per_token": model.flops_per_token(),

@@ -14,14 +14,14 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .models import architecture, check_arch_size, describe
 from .params import as_int
-from .train import TrainConfig, schedule_points, train
+from .train import TrainConfig, same_config, schedule_points, train
 from .workdir import (
     CorruptArtifactError,
     Workdir,
@@ -42,7 +42,9 @@ class RunSpec:
 
     dataset: str
     config: TrainConfig
-    kind: str = "main"  # or "lr", "cosine", "repeat" (the repetition experiment: a prefix of the data, in epochs)
+    # or "lr", "cosine", "repeat" (the repetition experiment: a prefix of the data, in epochs), "ablation" (a main
+    # run with one thing changed: its model's variant, its budget or its rate)
+    kind: str = "main"
 
     @property
     def name(self) -> str:
@@ -54,6 +56,8 @@ class RunSpec:
             return f"{base}-cosine"
         if self.kind == "repeat":
             return f"{base}-u{c.unique_tokens}"
+        if self.kind == "ablation":
+            return base + (f"-v{c.variant}" if c.variant else "") + (f"-lr{c.lr:.3g}" if c.lr is not None else "")
         return base
 
 
@@ -115,7 +119,7 @@ def finished_result(workdir: Workdir, spec: RunSpec, data_fingerprint: str | Non
             move_aside(best)
             (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # its measured weights are gone: start over
         return None, f"{err}; moved aside as *.corrupt, training again"
-    if result.get("config") != asdict(spec.config):
+    if not same_config(result.get("config") or {}, spec.config):
         return None, "its result was made with another configuration, training again"
     if data_fingerprint is not None and result.get("data_fingerprint") != data_fingerprint:
         return None, (f"its result was made with other data (fingerprint {result.get('data_fingerprint')}, "
@@ -217,7 +221,8 @@ def _cost(cfg: TrainConfig) -> float:
     """Training FLOPs of a run (trunk and branches), for the time estimate and the order of submission."""
     points = schedule_points(cfg)
     steps = points[-1].fork + sum(p.cooldown for p in points)
-    fpt = describe(cfg.arch, cfg.size, vocab_size=128, context_length=cfg.context_length)["flops_per_token"]
+    fpt = describe(cfg.arch, cfg.size, vocab_size=128, context_length=cfg.context_length,
+                   variant=cfg.variant)["flops_per_token"]
     return steps * cfg.batch_tokens * fpt
 
 
@@ -234,12 +239,13 @@ def collect_results(workdir: str | Path, dataset: str | None = None) -> list[dic
 
 def token_budget(arch: str, size: str, context_length: int, batch_size: int, *, tokens_per_param: float,
                  min_steps: int, max_steps: int) -> int:
-    """The longest branch of a size: ``tokens_per_param`` x N, rounded to a power-of-two number of steps
-    within ``[min_steps, max_steps]``. Powers of two put every size's branches on one grid of D, so sizes
-    share token counts (the L(N) comparison at a common D needs that)."""
+    """The longest branch of a size: ``tokens_per_param`` x N (times the family's ``budget_factor``), rounded to a
+    power-of-two number of steps within ``[min_steps, max_steps]``. Powers of two put every size's branches on one
+    grid of D, so sizes share token counts (the L(N) comparison at a common D needs that)."""
     n = describe(arch, size, vocab_size=128, context_length=context_length)["params_non_embedding"]
     batch_tokens = batch_size * context_length
-    steps = 2 ** round(math.log2(max(1.0, tokens_per_param * n / batch_tokens)))
+    per_param = tokens_per_param * architecture(arch).budget_factor
+    steps = 2 ** round(math.log2(max(1.0, per_param * n / batch_tokens)))
     return int(min(max(steps, min_steps), max_steps)) * batch_tokens
 
 
@@ -250,6 +256,11 @@ SCHEDULE_CHECK_DEFAULTS = {"dataset": None, "arch": None, "size": None, "seeds":
 # What the repetition experiment may leave out: its dataset (the synthetic one, where the study has it), its
 # sizes (the second and third smallest of each family), the repetition factors D/U and the seeds per run.
 REPETITION_DEFAULTS = {"dataset": None, "sizes": None, "factors": [4, 16], "seeds": 1}
+# What the ablation may leave out: its dataset (as the schedule check's), its family (the study's first with
+# variants), its sizes (the smallest), the seeds of every arm, the budget factor of the longer arm, the rate
+# factors tried at the full budget, and the model variants (None: every variant the family registers).
+ABLATION_DEFAULTS = {"dataset": None, "arch": None, "sizes": None, "seeds": 2, "budget_factor": 4,
+                     "lr_factors": [0.5, 2.0], "variants": None}
 
 
 @dataclass(frozen=True)
@@ -267,6 +278,7 @@ class Study:
     lr_max_extensions: int  # grid points added at an end while the best rate is at that end
     schedule_check: dict | None  # {"dataset", "arch", "size", "seeds", "points"}: cosine runs vs branches
     repetition: dict | None = None  # {"dataset", "sizes", "factors", "seeds"}: runs on a prefix of D / factor tokens
+    ablation: dict | None = None  # see ABLATION_DEFAULTS: main runs with one thing changed
 
     def __post_init__(self) -> None:
         for name in ("min_steps", "max_steps"):
@@ -303,6 +315,8 @@ class Study:
             sizes = rep.get("sizes")
             if sizes is not None and (not isinstance(sizes, (list, tuple)) or not sizes):
                 raise ValueError(f"repetition['sizes'] must be None or a list of sizes, got {sizes!r}")
+        if self.ablation is not None:
+            check_ablation(self.ablation)
 
 
 def plan_runs(datasets: Sequence[str], archs: Sequence[str], sizes: Sequence[str], seed: int, base: TrainConfig,
@@ -455,6 +469,105 @@ def schedule_check_specs(mains: Sequence[RunSpec], check: dict, seed: int) -> li
                                             n_evals=1, train_branches=None), "cosine")
               for e in ends for s in seeds]
     return wsd + cosine
+
+
+def check_ablation(abl: dict) -> None:
+    """A ValueError naming the key of an ablation dict that is not one, or whose value is not allowed."""
+    if not isinstance(abl, dict) or set(abl) - set(ABLATION_DEFAULTS):
+        raise ValueError(f"ablation must be None or a dict with keys among {sorted(ABLATION_DEFAULTS)}, got {abl!r}")
+    as_int("ablation['seeds']", abl.get("seeds", ABLATION_DEFAULTS["seeds"]), minimum=2)  # an interval needs 2
+    factor = abl.get("budget_factor", ABLATION_DEFAULTS["budget_factor"])
+    if factor is not None and (isinstance(factor, bool) or not isinstance(factor, int) or factor < 2
+                               or factor & (factor - 1)):
+        raise ValueError(f"ablation['budget_factor'] must be None or a power of two of at least 2, got {factor!r}")
+    rates = abl.get("lr_factors", ABLATION_DEFAULTS["lr_factors"])
+    if not isinstance(rates, (list, tuple)) or any(isinstance(f, bool) or not isinstance(f, (int, float))
+                                                   or not f > 0 or f == 1 for f in rates):
+        raise ValueError(f"ablation['lr_factors'] must be a list of positive factors other than 1, got {rates!r}")
+    for key in ("sizes", "variants"):
+        value = abl.get(key)
+        if value is not None and (not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value)):
+            raise ValueError(f"ablation[{key!r}] must be None or a list of names, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the ablation: a size's main configuration with one thing changed (or none: the baseline)."""
+
+    name: str  # "baseline", "budget ×4", "rate ×0.5", or a variant's name
+    what: str  # what changed, in words
+    size: str
+    specs: tuple[RunSpec, ...]  # one run per seed
+
+
+def resolve_ablation(mains: Sequence[RunSpec], abl: dict, seed: int) -> dict | None:
+    """The ablation with its model named, or None where the study has no family with variants (and none was
+    named): what ``abl`` leaves out is the study's own, as for the schedule check (:func:`resolve_schedule_check`),
+    with the study's first family that registers variants and its smallest size."""
+    out = {**ABLATION_DEFAULTS, **abl}
+    datasets = list(dict.fromkeys(m.dataset for m in mains))
+    archs = list(dict.fromkeys(m.config.arch for m in mains))
+    out["dataset"] = out["dataset"] or ("synthetic" if "synthetic" in datasets else datasets[0])
+    if out["arch"] is None:
+        out["arch"] = next((a for a in archs if architecture(a).variants), None)
+        if out["arch"] is None:
+            return None
+    for key, own in (("dataset", datasets), ("arch", archs)):
+        if out[key] not in own:
+            raise ValueError(f"ablation: {key} {out[key]!r} is not one of this study's ({own}); leave it out "
+                             "for the study's own")
+    sizes = [m.config.size for m in sorted({m.config.size: m for m in mains if (m.dataset, m.config.arch) ==
+                                            (out["dataset"], out["arch"])}.values(), key=_non_embedding)]
+    out["sizes"] = list(out["sizes"] or sizes[:1])
+    for size in out["sizes"]:
+        if size not in sizes:
+            raise ValueError(f"ablation: size {size!r} is not one of this study's {out['arch']} sizes ({sizes}); "
+                             "set ablation['sizes'] or leave it out for the study's smallest")
+    own = architecture(out["arch"]).variants
+    out["variants"] = list(own if out["variants"] is None else out["variants"])
+    for v in out["variants"]:
+        if v not in own:
+            raise ValueError(f"ablation: variant {v!r} is not one of the {out['arch']}'s ({list(own)})")
+    return out
+
+
+def ablation_arms(mains: Sequence[RunSpec], abl: dict | None, seed: int) -> list[Arm]:
+    """The arms of the ablation at each of its sizes, all from the main run's configuration (its budget D and its
+    chosen rate) and the same seeds: the baseline (the main runs themselves), the budget times ``budget_factor``,
+    the rate times each of ``lr_factors`` at the full budget, and each model variant. A variant that changes
+    nothing at a size (one head where there is one already) is left out. [] without an ablation."""
+    abl = resolve_ablation(mains, abl, seed) if abl is not None else None
+    if abl is None:
+        return []
+    family = architecture(abl["arch"])
+    seeds = range(seed, seed + int(abl["seeds"]))
+    arms = []
+    for size in abl["sizes"]:
+        main = next(m for m in mains if (m.dataset, m.config.arch, m.config.size) ==
+                    (abl["dataset"], abl["arch"], size) and m.config.seed == seed)
+        cfg = main.config
+
+        def arm(name: str, what: str, kind: str = "ablation", main: RunSpec = main, **change) -> Arm:
+            return Arm(name, what, main.config.size,
+                       tuple(RunSpec(main.dataset, replace(main.config, seed=s, **change), kind) for s in seeds))
+
+        arms.append(arm("baseline", "the main runs", kind="main"))
+        if abl["budget_factor"]:
+            f = int(abl["budget_factor"])
+            arms.append(arm(f"budget ×{f}", f"{f}× the tokens, the same rate", token_budget=cfg.token_budget * f))
+        if cfg.lr is not None:  # once the search has chosen the rate
+            for f in abl["lr_factors"]:
+                arms.append(arm(f"rate ×{f:g}", f"{f:g}× the chosen rate at the full budget", lr=cfg.lr * f))
+        for v in abl["variants"]:
+            if family.size_config(size, v) != family.size_config(size):
+                arms.append(arm(v, family.variants[v][1], variant=v))
+    return arms
+
+
+def ablation_specs(mains: Sequence[RunSpec], abl: dict | None, seed: int) -> list[RunSpec]:
+    """Every run of :func:`ablation_arms` (the baseline's seeds beyond the main runs' included). Before the rate
+    search there are no rate arms yet; they read what the baseline reads, so the data needs are the same."""
+    return [s for a in ablation_arms(mains, abl, seed) for s in a.specs]
 
 
 def compare_schedules(wsd: Sequence[dict], cosine: Sequence[dict]) -> list[dict]:

@@ -51,6 +51,7 @@ class TrainConfig:
 
     arch: str = "transformer"
     size: str = "tiny"
+    variant: str | None = None  # a named change to the size's config (models.Architecture.variants), or None
     seed: int = 0
     token_budget: int = 200_000  # tokens of the longest branch (WSD) or of the whole run (cosine)
     context_length: int = 64
@@ -93,6 +94,8 @@ class TrainConfig:
                 self.unique_tokens, (int, np.integer)) or self.unique_tokens < self.context_length):
             raise ValueError(f"unique_tokens must be None or an integer of at least context_length="
                              f"{self.context_length}, got {self.unique_tokens!r}")
+        if self.variant is not None:
+            architecture(self.arch).size_config(self.size, self.variant)  # ValueError naming the variants
         if self.train_branches is not None and not 1 <= self.train_branches <= self.n_branches:
             raise ValueError(f"train_branches must be None or 1..n_branches, got {self.train_branches!r}")
         points = schedule_points(self)
@@ -116,6 +119,16 @@ class TrainConfig:
     @property
     def total_steps(self) -> int:
         return self.token_budget // self.batch_tokens
+
+
+# Fields added to TrainConfig after runs were recorded, with the value that reproduces what a record without
+# them did: such a record was made with that value (so a finished run is still reused).
+ADDED_FIELDS = {"variant": None}
+
+
+def same_config(stored: dict, cfg: TrainConfig) -> bool:
+    """Whether a recorded ``asdict`` of a config describes ``cfg`` (fields added since filled as above)."""
+    return {**ADDED_FIELDS, **stored} == asdict(cfg)
 
 
 @dataclass(frozen=True)
@@ -234,9 +247,9 @@ def load_resume_state(run_dir: Path, cfg: TrainConfig, data_fingerprint: str | N
         if log:
             log(f"{run_dir.name}: {err}; moved aside as *.corrupt, training from scratch")
         return None
-    if state["config"] != asdict(cfg) or state.get("data_fingerprint") != data_fingerprint:
+    if not same_config(state["config"], cfg) or state.get("data_fingerprint") != data_fingerprint:
         if log:
-            what = "configuration" if state["config"] != asdict(cfg) else "data"
+            what = "configuration" if not same_config(state["config"], cfg) else "data"
             log(f"{run_dir.name}: the checkpoint was made with another {what}; training from scratch")
         return None
     return state
@@ -326,7 +339,7 @@ def train(
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, cfg.size, vocab_size, cfg.context_length).to(device)
+    model = build_model(cfg.arch, cfg.size, vocab_size, cfg.context_length, cfg.variant).to(device)
     optimizer = make_optimizer(model, cfg)
     data = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in tokens.items()}
     stream = window_stream(data["train"].to(device), cfg)
@@ -366,9 +379,9 @@ def train(
                  if measure_test else None}
         curve.append(entry)
         if point is points[-1]:
-            _save({"arch": cfg.arch, "size": cfg.size, "vocab_size": vocab_size, "context_length": cfg.context_length,
-                   "step": point.end, "model": measured.state_dict(), "config": asdict(cfg),
-                   "data_fingerprint": data_fingerprint}, model_path)
+            _save({"arch": cfg.arch, "size": cfg.size, "variant": cfg.variant, "vocab_size": vocab_size,
+                   "context_length": cfg.context_length, "step": point.end, "model": measured.state_dict(),
+                   "config": asdict(cfg), "data_fingerprint": data_fingerprint}, model_path)
         state = _state(model, optimizer, step, curve, cfg, data_fingerprint)
         state["wall_time_s"] = clock.seconds
         _save(state, ckpt_path)

@@ -101,6 +101,9 @@ class Workdir:
     def repetition(self, dataset: str) -> Path:
         return self.runs_dir(dataset) / "repetition.json"
 
+    def ablation(self, dataset: str) -> Path:
+        return self.runs_dir(dataset) / "ablation.json"
+
     @property
     def results_dir(self) -> Path:
         return self.root / "results"

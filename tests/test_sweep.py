@@ -109,3 +109,41 @@ def test_a_schedule_check_named_outside_the_study_is_refused_before_any_run():
         sweep.resolve_schedule_check(_mains(["irish"]), {"dataset": "synthetic", "arch": "lstm"}, 0)
     with pytest.raises(ValueError, match=r"schedule_check: size 'medium' is not one of this study's lstm sizes"):
         sweep.resolve_schedule_check(_mains(["irish"]), {"arch": "lstm", "size": "medium"}, 0)
+
+
+def test_the_ablation_changes_one_thing_per_arm_and_keeps_the_seeds():
+    mains = sweep.plan_runs(["music21", "synthetic"], ["transformer", "lstm"], ["micro", "tiny"], 0,
+                            train.Params().base_config(), train.Params().study(),
+                            {(d, a, s): 1e-3 for d in ("music21", "synthetic") for a in ("transformer", "lstm")
+                             for s in ("micro", "tiny")})
+    arms = sweep.ablation_arms(mains, {"sizes": ["micro", "tiny"], "seeds": 3}, 0)
+    assert [a.name for a in arms if a.size == "tiny"] == ["baseline", "budget ×4", "rate ×0.5", "rate ×2",
+                                                         "no-positions", "one-head"]
+    base = {s.config.seed: s.config for a in arms if (a.size, a.name) == ("tiny", "baseline") for s in a.specs}
+    assert sorted(base) == [0, 1, 2]
+    for a in arms:
+        assert {s.dataset for s in a.specs} == {"synthetic"} and {s.config.arch for s in a.specs} == {"transformer"}
+        assert sorted(s.config.seed for s in a.specs) == [0, 1, 2]
+        for spec in a.specs:
+            ref = base[spec.config.seed] if a.size == "tiny" else None
+            if ref is None:
+                continue
+            changed = {k for k, v in vars(spec.config).items() if getattr(ref, k) != v}
+            assert changed == {"baseline": set(), "budget ×4": {"token_budget"}, "rate ×0.5": {"lr"},
+                               "rate ×2": {"lr"}, "no-positions": {"variant"}, "one-head": {"variant"}}[a.name]
+    names = [s.name for a in arms for s in a.specs]
+    assert len(names) == len(set(names))  # every arm's runs have their own folders
+    # at micro (d=8, 2 heads) one head is a change; a variant that changes nothing would be left out
+    assert "one-head" in [a.name for a in arms if a.size == "micro"]
+
+
+def test_an_ablation_named_outside_the_study_or_misspelt_is_refused_before_any_run():
+    with pytest.raises(ValueError, match=r"ablation must be None or a dict with keys among"):
+        train.Params(ablation={"size": ["tiny"]})
+    with pytest.raises(ValueError, match=r"ablation\['seeds'\]"):
+        train.Params(ablation={"seeds": 1})
+    with pytest.raises(ValueError, match=r"ablation: variant 'rotary' is not one of the transformer's"):
+        sweep.ablation_arms(_mains(["irish"]), {"variants": ["rotary"]}, 0)
+    with pytest.raises(ValueError, match=r"ablation: size 'medium' is not one of this study's transformer sizes"):
+        sweep.ablation_arms(_mains(["irish"]), {"sizes": ["medium"]}, 0)
+    assert sweep.ablation_arms(_mains(["irish"], ["lstm"]), {}, 0) == []  # no family with variants: no ablation

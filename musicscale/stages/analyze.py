@@ -12,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__, repetition
+from .. import __version__, ablation, repetition
 from ..analysis import (
     HOLDOUT_FACTORS,
     analyze_dataset,
@@ -119,6 +119,8 @@ def run(workdir: str | Path, **params) -> dict:
                                                       [r for r in runs if r["arch"] == a], v["joint"]["_fit"],
                                                       n_boot=n_boot, seed=seed)
                                 for a, v in per_arch.items() if v["joint"].get("_fit") is not None}
+        if wd.ablation(dataset).exists():
+            ds["ablation"] = analyze_ablation(read_json(wd.ablation(dataset)), per_arch)
     # the real corpora's laws on effective data, with the R* each family showed where the truth is known
     measured = {a: rep for ds in results["datasets"].values() for a, rep in ds.get("repetition", {}).items()}
     for dataset, runs in sweeps.items():
@@ -129,6 +131,32 @@ def run(workdir: str | Path, **params) -> dict:
                 for a, joint in results["datasets"][dataset]["joint"].items()}
     write_json(wd.experiment_results, strip_private(results))
     return results
+
+
+def analyze_ablation(records: Sequence[dict], per_arch: dict[str, dict]) -> dict:
+    """The ablation's arms against their baseline, with the gap to the first other family's joint law."""
+    family = records[0]["arch"]
+    other = next((a for a, v in per_arch.items() if a != family and v["joint"].get("_fit") is not None), None)
+    law = (lambda N, D: float(per_arch[other]["joint"]["_fit"].predict(N, D))) if other else None
+    return ablation.summary(ablation.compare_arms(records, law), family, other)
+
+
+def ablation_table(results: dict):
+    """Per dataset ablated, size and arm: what changed, the tokens read, the mean test loss over seeds, its
+    difference from the baseline with a 95% interval, the verdict, and the share of the gap to the other family
+    it closes."""
+    rows = []
+    for d, ds in results["datasets"].items():
+        for r in (ds.get("ablation") or {}).get("rows", []):
+            diff = "—" if r["difference"] is None else format_ci(
+                {"v": r["difference"], "v_ci": r["ci"]}, "v", "+.3f")
+            closed = r["closed"] if r["ci"] is not None and r["ci"][1] < 0 else None
+            rows.append({"dataset": d, **r, "diff": diff, "closed_s": "—" if closed is None else f"{closed:.0%}"})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("size", "size", None), ("N", "N", ","), ("arm", "arm", None),
+        ("what", "what changed", None), ("D", "D (tokens)", ","), ("n_seeds", "seeds", None),
+        ("loss", "test loss (nats/char)", ".4f"), ("diff", "− baseline [95% CI]", None), ("verdict", "verdict", None),
+        ("gap", "gap to the other family's law", "+.3f"), ("closed_s", "gap closed", None)])
 
 
 def strip_private(obj):
@@ -447,7 +475,18 @@ def glue(results: dict) -> None:
     for name, value in findings(results).items():
         glue_text(name, value, _finding_spec(name), missing=_finding_missing(name))
     glue_text("repetition_worth", repetition_worth(results))
+    for d, ds in results["datasets"].items():
+        if ds.get("ablation"):
+            glue_text(f"{d}_ablation", ablation.sentence(ds["ablation"], _label))
+            glue_text(f"{d}_ablation_verdict", ablation.overall(ds["ablation"], _label))
     glue_text("repetition_effective_law", effective_summary(results))
+
+
+def _label(arch: str | None) -> str:
+    """How the prose names a family (its registry label)."""
+    from ..models import ARCHITECTURES
+
+    return ARCHITECTURES[arch].label if arch in ARCHITECTURES else str(arch)
 
 
 def _finding_spec(name: str) -> str:

@@ -67,7 +67,8 @@ def load_model(workdir: str | Path, dataset: str, run: str, device: str = "cpu")
     except CorruptArtifactError as err:
         move_aside(path)  # the train stage then sees the run as unfinished and trains it again
         raise CorruptArtifactError(f"{err}; moved aside as *.corrupt: re-run notebooks/03_train.ipynb") from err
-    model = build_model(state["arch"], state["size"], state["vocab_size"], state["context_length"])
+    model = build_model(state["arch"], state["size"], state["vocab_size"], state["context_length"],
+                        state.get("variant"))
     model.load_state_dict(state["model"])
     return model.to(device).eval()
 

@@ -25,10 +25,13 @@ from ..models import SIZE_GRIDS, check_arch_size, describe, size_grid_table
 from ..params import StageParameters, as_int, as_list, as_optional_list
 from ..repetition import FRESH_EPOCHS
 from ..sweep import (
+    ABLATION_DEFAULTS,
     REPETITION_DEFAULTS,
     SCHEDULE_CHECK_DEFAULTS,
     RunSpec,
     Study,
+    ablation_arms,
+    ablation_specs,
     cluster,
     compare_schedules,
     lr_search,
@@ -73,6 +76,9 @@ class Params(StageParameters):
     schedule_check: dict | None = field(default_factory=lambda: dict(SCHEDULE_CHECK_DEFAULTS))
     # runs on the first D / factor training tokens, read factor times; None: no repetition experiment
     repetition: dict | None = field(default_factory=lambda: dict(REPETITION_DEFAULTS))
+    # main runs with one thing changed (a longer budget, another rate, a model variant) at chosen sizes of one
+    # family, each arm with its seeds; None: no ablation (see sweep.ABLATION_DEFAULTS for what may be left out)
+    ablation: dict | None = field(default_factory=lambda: dict(ABLATION_DEFAULTS))
     eval_tokens: int = TrainConfig.eval_tokens  # validation tokens per measurement; the test split is measured whole
     device: str = TrainConfig.device  # "auto" takes CUDA when present
     n_workers: int = 1  # > 1: a local Dask cluster runs that many runs at once
@@ -111,6 +117,10 @@ class Params(StageParameters):
         extra = schedule_check_specs(mains, plan.schedule_check, self.seed) if plan.schedule_check else []
         if plan.repetition is not None:
             extra += repetition_specs(mains, plan.repetition, datasets, self.seed)
+        extra += ablation_specs(mains, plan.ablation, self.seed)
+        main_names = {(m.dataset, m.name) for m in mains}
+        # one spec per run: the checks' baseline runs may be main runs already, or each other's
+        extra = list({(s.dataset, s.name): s for s in extra if (s.dataset, s.name) not in main_names}.values())
         return mains, extra
 
     def base_config(self) -> TrainConfig:
@@ -165,7 +175,17 @@ def run(workdir: str | Path, *, log: Callable[[str], None] | None = print, **par
     repeated = [r for s, r in done if s.kind == "repeat"]
     if repeated:
         write_json(wd.repetition(repeated[0]["dataset"]), repeated)
-    return {"runs": runs, "lr_search": list(searched.values()), "schedule_check": checked, "repetition": repeated}
+    ablated = ablation_records(ablation_arms(mains, plan.ablation, p.seed), runs + [r for _, r in done])
+    if ablated:
+        write_json(wd.ablation(ablated[0]["dataset"]), ablated)
+    return {"runs": runs, "lr_search": list(searched.values()), "schedule_check": checked, "repetition": repeated,
+            "ablation": ablated}
+
+
+def ablation_records(arms: Sequence, results: Sequence[dict]) -> list[dict]:
+    """One record per run of the ablation's arms: its arm, what changed, and the run's result."""
+    by_name = {(r["dataset"], r["run"]): r for r in results}
+    return [{"arm": a.name, "what": a.what, **by_name[(s.dataset, s.name)]} for a in arms for s in a.specs]
 
 
 def check_fresh(wd: Workdir, specs: Sequence[RunSpec]) -> None:
