@@ -240,8 +240,8 @@ def form_verdict(name: str, advantage: float, ci: tuple[float, float]) -> str:
     if hi < 0:
         return (f"the additive law predicts better, by {-advantage:.3f} nats/char "
                 f"(95% interval {-hi:.3f} to {-lo:.3f})")
-    return (f"neither predicts better beyond noise: the advantage of {label} is {advantage:+.3f} nats/char "
-            f"(95% interval {lo:+.3f} to {hi:+.3f})")
+    return (f"neither predicts better beyond noise (the advantage of {label} is {advantage:+.3f} nats/char, "
+            f"95% interval {lo:+.3f} to {hi:+.3f})")
 
 
 def verdict(advantage: float, ci: tuple[float, float]) -> str:
