@@ -94,7 +94,8 @@ class KaplanFit:
 
     def not_identified(self) -> dict[str, dict]:
         """The parameters at a bound, in the point fit or in the bootstrap draws (:mod:`.identification`); a
-        scale's bound is reported on its own scale, not its log."""
+        scale's bound is reported on its own scale, not its log. With alpha_N at 0 the N term is 1 whatever N_c
+        is, so N_c is then not identified either (``via`` alpha_N)."""
         out = {}
         for name, bound in self.bounds().items():
             i = NAMES.index(name)
@@ -107,6 +108,8 @@ class KaplanFit:
                 if name in self.scale_bounds:
                     info["bound"] = self.scale_bounds[name][0 if info["end"] == "lower" else 1]
                 out[name] = info
+        if "N_c" not in out and (out.get("alpha_N") or {}).get("end") == "lower":
+            out["N_c"] = {**out["alpha_N"], "via": "alpha_N"}
         return out
 
     def to_dict(self) -> dict[str, Any]:
