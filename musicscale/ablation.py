@@ -105,7 +105,8 @@ def sentence(s: dict, label: Callable[[str], str]) -> str:
         head = f"at {size} (N = {base['N']:,}, {base['n_seeds']} seeds per arm)"
         if base["gap"] is not None:
             where = "above" if base["gap"] >= 0 else "below"
-            head += f" the {label(s['family'])} is {abs(base['gap']):.3f} nats/char {where} the {label(s['other'])}'s law"
+            head += (f" the {label(s['family'])} is {abs(base['gap']):.3f} nats/char {where} the "
+                     f"{label(s['other'])}'s law")
         arms = []
         for r in rows[1:]:
             text = f"{r['arm']} {r['difference']:+.3f}"

@@ -16,6 +16,12 @@ held-out ``(N, D)`` points, each the mean over its seeds; the seed-to-seed stand
 how small an error can get. The law's *advantage* is the better baseline's error minus the law's. Its
 95% interval comes from a bootstrap that redraws the seeds of every size, fitted (refitting the law and
 recomputing both baselines on each resample) and held out; the verdict follows that interval.
+
+Each check also compares forms of the law (``"forms"``): Kaplan et al.'s (:mod:`musicscale.kaplan_law`), and,
+where the dataset's entropy rate H* is known exactly, the additive law with its floor fixed at H*, each fitted
+on the same points and bootstrap resamples and asked for the same held-out points. A form's *advantage over
+the additive law* is the additive law's error minus its own; its interval is paired: each draw refits both
+forms on the same resample and scores them against the same redraw of the held-out seeds.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import scaling
+from . import kaplan_law, scaling
 
 AXES = {"N": "D", "D": "N"}  # the axis extrapolated along -> the one held equal
+FORMS = {"kaplan": "Kaplan's form", "fixed_floor": "the law with its floor fixed at H*"}  # compared with the additive
 
 
 @dataclass
@@ -117,8 +124,11 @@ def baselines(fitted: Points, weights: np.ndarray, targets: Sequence[tuple[float
 
 
 def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: int = 0,
-          delta: float = 1e-3, start: scaling.JointFit | None = None) -> dict:
-    """The held-out check along ``axis`` (see the module docstring); a dict for ``experiment_results.json``."""
+          delta: float = 1e-3, start: scaling.JointFit | None = None, entropy_rate: float | None = None) -> dict:
+    """The held-out check along ``axis`` (see the module docstring); a dict for ``experiment_results.json``.
+
+    ``entropy_rate`` (the dataset's exact H*, if it has one) adds the law with its floor fixed there to the
+    forms compared."""
     fit_mask, held_mask = split(points, axis, factor)
     fitted, held = points[fit_mask], points[held_mask]
     ones = np.ones(len(fitted))
@@ -144,16 +154,26 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
 
     # the held-out seeds are drawn again too, within each held-out size
     W_held, _ = scaling.group_resamples(held.run, len(W), seed + 1, [], strata=held.N)
+    held_draws = {}  # per resample, the held-out seed means: every form is scored against the same redraw
+    for row in law.boot_rows.tolist():
+        means = _seed_means(held, W_held[row])
+        held_draws[row] = np.array([means[t] for t in targets])
     draws = []
     for params, row in zip(law.boot_params, law.boot_rows):
         b_flat, b_line = baselines(fitted, W[row], targets, axis)
-        b_obs_map = _seed_means(held, W_held[row])
-        b_obs = np.array([b_obs_map[t] for t in targets])
+        b_obs = held_draws[row]
         if not (np.all(np.isfinite(b_flat)) and np.all(np.isfinite(b_line))):
             continue  # a resample without two fitted sizes (branches) below some target
         b_law = np.mean(np.abs(scaling.joint_law(params, tN, tD) - b_obs))
         draws.append(min(np.mean(np.abs(b_flat - b_obs)), np.mean(np.abs(b_line - b_obs))) - b_law)
     lo, hi = scaling._percentile_ci(np.array(draws))
+
+    alternatives: dict = {"kaplan": kaplan_law.fit_kaplan_law(fitted.N, fitted.D, fitted.L, groups=fitted.run,
+                                                              delta=delta, resamples=W)}
+    if entropy_rate is not None:
+        alternatives["fixed_floor"] = scaling.fit_joint_law(fitted.N, fitted.D, fitted.L, groups=fitted.run,
+                                                            delta=delta, E=entropy_rate, start=start, resamples=W)
+    forms = {name: compare_forms(name, law, alt, tN, tD, obs, held_draws) for name, alt in alternatives.items()}
 
     sds = [float(np.std(held.L[(held.N == n) & (held.D == d)], ddof=1))
            for n, d in targets if np.sum((held.N == n) & (held.D == d)) > 1]
@@ -175,7 +195,53 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
         "advantage": float(advantage), "advantage_ci": [scaling._json_float(lo), scaling._json_float(hi)],
         "n_boot": len(draws), "n_failed": law.n_failed, "n_degenerate": degenerate,
         "verdict": verdict(advantage, (lo, hi)), "law_better": bool(lo > 0) if math.isfinite(lo) else None,
+        "forms": forms,
     }
+
+
+def compare_forms(name: str, law: scaling.JointFit, alt: kaplan_law.KaplanFit | scaling.JointFit, tN: np.ndarray,
+                  tD: np.ndarray, obs: np.ndarray, held_draws: dict[int, np.ndarray]) -> dict:
+    """Another form ``alt`` of the law (fitted on the same points and resamples as the additive ``law``) against
+    it on the held-out targets: its error, its advantage (the additive law's error minus its own) with a paired
+    bootstrap interval, and the verdict. ``held_draws[row]`` holds the held-out seed means of resample
+    ``row`` (its seeds redrawn); a row counts where both forms' refits converged."""
+    pred = alt.predict(tN, tD)
+    error = float(np.mean(np.abs(pred - obs)))
+    advantage = float(np.mean(np.abs(law.predict(tN, tD) - obs))) - error
+    alt_draws = dict(zip(alt.boot_rows.tolist(), alt.boot_params))
+    alt_of = kaplan_law.kaplan_law if isinstance(alt, kaplan_law.KaplanFit) else scaling.joint_law
+    draws = [np.mean(np.abs(scaling.joint_law(params, tN, tD) - held_draws[row]))
+             - np.mean(np.abs(alt_of(alt_draws[row], tN, tD) - held_draws[row]))
+             for params, row in zip(law.boot_params, law.boot_rows.tolist()) if row in alt_draws]
+    lo, hi = scaling._percentile_ci(np.array(draws))
+    fit = {k: v for k, v in alt.to_dict().items() if k != "residuals"}
+    return {"form": FORMS[name], "error": error, "advantage_over_additive": advantage,
+            "ci": [scaling._json_float(lo), scaling._json_float(hi)],
+            "verdict": form_verdict(name, advantage, (lo, hi)), "better": better_form(name, (lo, hi)),
+            "predictions": [float(p) for p in pred], "n_boot": len(draws), "n_failed": alt.n_failed, "fit": fit}
+
+
+def better_form(name: str, ci: tuple[float, float]) -> str | None:
+    """Which form predicts better beyond noise, "additive" or ``name``, from the interval on ``name``'s advantage
+    over the additive law; None where the interval includes 0 (or there is none)."""
+    lo, hi = ci
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    return name if lo > 0 else "additive" if hi < 0 else None
+
+
+def form_verdict(name: str, advantage: float, ci: tuple[float, float]) -> str:
+    """What the interval on the advantage of form ``name`` (a key of :data:`FORMS`) over the additive law says."""
+    label, (lo, hi) = FORMS[name], ci
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"the advantage of {label} over the additive law is {advantage:+.3f} nats/char (no interval)"
+    if lo > 0:
+        return f"{label} predicts better, by {advantage:.3f} nats/char (95% interval {lo:.3f} to {hi:.3f})"
+    if hi < 0:
+        return (f"the additive law predicts better, by {-advantage:.3f} nats/char "
+                f"(95% interval {-hi:.3f} to {-lo:.3f})")
+    return (f"neither predicts better beyond noise (the advantage of {label} is {advantage:+.3f} nats/char, "
+            f"95% interval {lo:+.3f} to {hi:+.3f})")
 
 
 def verdict(advantage: float, ci: tuple[float, float]) -> str:

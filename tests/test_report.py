@@ -177,3 +177,53 @@ def test_the_pages_say_how_often_a_token_was_read_and_what_a_repeat_is_worth(smo
         assert f"for the {arch}, R*" in findings and rep["n_runs"] > 0
     assert "effective data" in findings or "within the fresh range" in findings
     assert (Workdir(root / "work").results_dir / "repetition.png").stat().st_size > 0
+
+
+INTERVAL = re.compile(r"(?<![\w.])([-+−]?\d+\.\d+) \[([-+−]?\d+\.\d+), ([-+−]?\d+\.\d+)\]")
+BOUNDED = ("E", "α", "β", "c", "fitted E", "L − H*: α", "L − H*: β", "single budget: α", "joint law: α", "α_C")
+
+
+def _number(text: str) -> float:
+    return float(text.replace("−", "-"))
+
+
+def test_no_interval_is_a_search_bound_and_no_fit_worse_than_its_threshold_is_a_result(smoke_report):
+    """What a reader sees: no interval collapsed to a point, no floor or exponent interval that ends on a bound of
+    its search (0, or 5 for an exponent), and no row of a fit whose R² is below the threshold without "no fit"."""
+    from musicscale.identification import R2_MIN
+    from musicscale.scaling import ALPHA_MAX
+
+    root, _ = smoke_report
+    for page in pages(root):
+        soup = soup_of(page)
+        for value, lo, hi in INTERVAL.findall(" ".join(visible_text(soup_of(page)).split())):
+            assert lo != hi, (page.name, value, lo, hi)
+        for table in soup.select("table"):
+            headers = [th.get_text(" ", strip=True) for th in table.select("thead th")]
+            for tr in table.select("tbody tr"):
+                cells = dict(zip(headers, (td.get_text(" ", strip=True) for td in tr.select("td"))))
+                for header, cell in cells.items():
+                    if header.split(" [")[0].split(" (")[0] in BOUNDED:
+                        for _, lo, hi in INTERVAL.findall(cell):
+                            ends = {_number(lo), _number(hi)}
+                            assert not ends & {0.0, ALPHA_MAX}, (page.name, header, cell)
+                r2 = cells.get("R²")
+                if r2 and re.fullmatch(r"[-−]?\d+\.\d+", r2) and _number(r2) < R2_MIN:
+                    assert any("no fit" in c for c in cells.values()), (page.name, cells)
+
+
+def test_the_findings_cite_the_ablation_table(smoke_report):
+    root, _ = smoke_report
+    html = root / "_build" / "html" / "book"
+    results = read_json(Workdir(root / "work").experiment_results)
+    ablated = [d for d, ds in results["datasets"].items() if ds.get("ablation")]
+    assert ablated == ["synthetic"]  # the smoke study's own: the synthetic dataset, the Transformer, its smallest size
+    findings = soup_of(html / "findings.html")
+    links = [a["href"] for a in findings.find_all("a", href=True) if "sec-ablation" in a["href"]]
+    assert links and all(href.startswith("stages/04_analyze.html#") for href in links)
+    text = " ".join(visible_text(findings).split())
+    assert "the ablation" in text and "budget ×4" in text
+    analyze = soup_of(html / "stages" / "04_analyze.html")
+    table = next(t for t in analyze.select(".cell_output table") if "gap closed" in t.get_text())
+    arms = [tr.select("td")[3].get_text(strip=True) for tr in table.select("tbody tr")]
+    assert arms[:2] == ["baseline", "budget ×4"] and {"no-positions", "one-head"} <= set(arms)

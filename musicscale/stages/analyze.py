@@ -12,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__, ablation, repetition
+from .. import __version__, ablation, holdout, repetition
 from ..analysis import (
     HOLDOUT_FACTORS,
     analyze_dataset,
@@ -226,6 +226,68 @@ def holdout_table(results: dict):
     return Markdown(table.data + "\n\nChecks not run, and why:\n\n" + "\n".join(f"- {n}" for n in notes))
 
 
+_BETTER = {"additive": "the additive law", None: "neither"}  # who predicts better beyond noise, besides a form
+_SYMBOLS = {"alpha": "α", "beta": "β", "alpha_N": "α_N", "alpha_D": "α_D"}
+
+
+def forms_table(results: dict):
+    """Per held-out check, each other form of the law against the additive one: both errors on the held-out points,
+    the additive law's error minus the form's with its paired 95% interval, which predicts better beyond noise,
+    and the form's parameters that are not identified (at a bound of their search)."""
+    rows = []
+    for d, arch, checks in _rows(results, "holdout"):
+        for axis, h in checks.items():
+            name = f"in {axis}, ≥{h['factor']:g}×"
+            if "error" in h:
+                rows.append({"dataset": d, "arch": arch, "check": name, "form": "not run (see the held-out table)"})
+                continue
+            for f in h.get("forms", {}).values():
+                fit = f.get("fit") or {}
+                at_bound = (", ".join(_SYMBOLS.get(k, k) for k in fit.get("not_identified") or {})
+                            or ("no fit" if fit.get("no_fit") else "none"))
+                rows.append({"dataset": d, "arch": arch, "check": name, "form": f["form"], "additive": h["law_error"],
+                             "error": f["error"], "at_bound": at_bound,
+                             "advantage": format_ci({"v": f["advantage_over_additive"], "v_ci": f["ci"]}, "v", "+.4f"),
+                             "better": _BETTER.get(f["better"], f["form"])})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("check", "check", None), ("form", "form", None),
+        ("additive", "additive law error (nats)", ".4f"), ("error", "form's error", ".4f"),
+        ("advantage", "additive − form error [95% CI]", None), ("better", "better beyond noise", None),
+        ("at_bound", "form's parameters at a bound", None)])
+
+
+def forms_summary(checks: dict) -> str:
+    """The held-out checks of one family (axis -> check) in a sentence: per axis, each other form's error against
+    the additive law's and the verdict, or why the check did not run."""
+    parts = []
+    for axis, h in checks.items():
+        if "error" in h:
+            parts.append(f"in {axis}, the check could not run")  # why is in its own summary
+            continue
+        forms = [f"{f['form']} errs by {f['error']:.4f} nats/char against the additive law's {h['law_error']:.4f}: "
+                 f"{f['verdict']}" for f in h.get("forms", {}).values()]
+        parts.append(f"in {axis}, " + "; ".join(forms) if forms else f"in {axis}, no other form was compared")
+    return "; ".join(parts) if parts else "no held-out check ran"
+
+
+def forms_verdict(results: dict) -> str:
+    """Across every held-out check of the build, per other form: in how many the additive law predicts better
+    beyond noise, in how many the form does, and in how many neither."""
+    tally: dict[str, dict] = {}
+    for _, _, checks in _rows(results, "holdout"):
+        for h in checks.values():
+            for key, f in h.get("forms", {}).items():
+                count = tally.setdefault(key, {"additive": 0, key: 0, None: 0})
+                count[f["better"]] += 1
+    parts = []
+    for key, count in tally.items():
+        label, n = holdout.FORMS[key], sum(count.values())
+        parts.append(f"against {label}, the additive law predicts the held-out points better beyond noise in "
+                     f"{count['additive']} of {n} check{'s' * (n != 1)}, {label} in {count[key]} and neither in "
+                     f"{count[None]}")
+    return "; ".join(parts) if parts else "no held-out check ran, so no form of the law was compared"
+
+
 def ground_truth_table(results: dict):
     """Per architecture on a dataset with an exact entropy rate: H*, the fitted E with its interval, their
     relative difference, and the exponents of the law refitted with its floor fixed at H*."""
@@ -417,6 +479,9 @@ def findings(results: dict) -> dict[str, object]:
             sizes = [b["N"] for b in ds["budgets"].get(arch, [])]
             values[f"{p}_N_min"], values[f"{p}_N_max"] = (min(sizes), max(sizes)) if sizes else (None, None)
             values[f"{p}_joint_draws"], values[f"{p}_joint_failed"] = j.get("n_boot"), j.get("n_failed")
+            checks = ds.get("holdout", {}).get(arch, {})
+            if any("forms" in h for h in checks.values()):  # a check that did not run says why in its summary
+                values[f"{p}_forms"] = forms_summary(checks)
             for axis, h in ds.get("holdout", {}).get(arch, {}).items():
                 q = f"{p}_holdout_{axis}"
                 values[f"{q}_summary"] = holdout_summary(h)
@@ -447,6 +512,7 @@ def findings(results: dict) -> dict[str, object]:
             values[f"{d}_entropy_rate"] = ds["entropy_rate"]
             values[f"{d}_min_test"] = ds["min_test_loss"]
             values[f"{d}_n_below_floor"] = len(ds["below_floor"])
+    values["forms_verdict"] = forms_verdict(results)
     return values
 
 
