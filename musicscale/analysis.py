@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import holdout, repetition, scaling
+from . import holdout, identification, repetition, scaling
 from .repetition import FRESH_EPOCHS
 
 HOLDOUT_FACTORS = {"N": 10.0, "D": 4.0}  # how far the held-out checks extrapolate, in N and in D
@@ -402,12 +402,13 @@ def architecture_gap(runs: Sequence[dict], fits: dict[str, scaling.JointFit]) ->
 
 def gap_verdict(a1: str, a2: str, diff: float, lo: float | None, hi: float | None) -> str:
     """Which architecture is lower, by how much, and whether the interval on the difference excludes zero."""
-    if lo is None or hi is None:
+    if lo is None or hi is None or identification.collapsed((lo, hi)):
         return f"the {a1} is {'lower' if diff < 0 else 'higher'} by {abs(diff):.3f} nats/char (no interval)"
     if hi < 0 or lo > 0:
         better = a1 if hi < 0 else a2
-        return (f"the {better} is lower, by {abs(diff):.3f} nats/char (95% interval of "
-                f"{a1} − {a2}: {lo:+.3f} to {hi:+.3f})")
+        interval = (identification.narrow((lo, hi), "+.3f") if identification.collapsed((lo, hi), "+.3f")
+                    else f"95% interval of {a1} − {a2}: {lo:+.3f} to {hi:+.3f}")
+        return f"the {better} is lower, by {abs(diff):.3f} nats/char ({interval})"
     return (f"not resolved: {a1} − {a2} = {diff:+.3f} nats/char, 95% interval {lo:+.3f} to {hi:+.3f} "
             "includes zero")
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kaplan_law, scaling
+from . import identification, kaplan_law, scaling
 
 AXES = {"N": "D", "D": "N"}  # the axis extrapolated along -> the one held equal
 FORMS = {"kaplan": "Kaplan's form", "fixed_floor": "the law with its floor fixed at H*"}  # compared with the additive
@@ -233,7 +233,7 @@ def better_form(name: str, ci: tuple[float, float]) -> str | None:
 def form_verdict(name: str, advantage: float, ci: tuple[float, float]) -> str:
     """What the interval on the advantage of form ``name`` (a key of :data:`FORMS`) over the additive law says."""
     label, (lo, hi) = FORMS[name], ci
-    if not (math.isfinite(lo) and math.isfinite(hi)):
+    if not (math.isfinite(lo) and math.isfinite(hi)) or identification.collapsed((lo, hi)):
         return f"the advantage of {label} over the additive law is {advantage:+.3f} nats/char (no interval)"
     if lo > 0:
         return f"{label} predicts better, by {advantage:.3f} nats/char (95% interval {lo:.3f} to {hi:.3f})"
@@ -247,7 +247,7 @@ def form_verdict(name: str, advantage: float, ci: tuple[float, float]) -> str:
 def verdict(advantage: float, ci: tuple[float, float]) -> str:
     """What the interval on the law's advantage over the better baseline says, in words."""
     lo, hi = ci
-    if not (math.isfinite(lo) and math.isfinite(hi)):
+    if not (math.isfinite(lo) and math.isfinite(hi)) or identification.collapsed((lo, hi)):
         return f"the law's advantage over the better baseline is {advantage:+.3f} nats/char (no interval)"
     if lo > 0:
         return (f"the law predicts better than both baselines, by {advantage:.3f} nats/char "

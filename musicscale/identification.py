@@ -88,7 +88,27 @@ def format_ci(entry: dict, key: str, spec: str = ".3f") -> str:
         return "—"
     if ci[0] is None:
         return format(value, spec)
+    if collapsed(ci, spec):
+        return f"{value:{spec}} ({narrow(ci, spec)})"
     return f"{value:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]"
+
+
+def collapsed(ci, spec: str | None = None) -> bool:
+    """Whether an interval has no width (or none at the precision ``spec`` shows): its resamples barely varied, as
+    when the sizes near a point were trained at one seed and the bootstrap redraws only seeds. Printed as
+    ``[x, x]`` it would read as certainty."""
+    lo, hi = ci
+    if lo is None or hi is None:
+        return False
+    return abs(hi - lo) <= 1e-12 * max(1.0, abs(lo), abs(hi)) or (spec is not None and format(lo, spec) ==
+                                                                    format(hi, spec))
+
+
+def narrow(ci, spec: str) -> str:
+    """What a :func:`collapsed` interval is said to be instead of ``[x, x]``."""
+    if abs(ci[1] - ci[0]) <= 1e-12 * max(1.0, abs(ci[0]), abs(ci[1])):
+        return "no interval: every resample gives the same"
+    return f"95% interval only {ci[1] - ci[0]:.1g} wide: its resamples barely vary"
 
 
 def short(entry: dict, key: str, spec: str = ".3f") -> str:

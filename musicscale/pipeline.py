@@ -45,6 +45,8 @@ PROFILES: dict[str, dict[str, dict]] = {
             "schedule_check": {"arch": "transformer", "size": "tiny", "seeds": 3, "points": 2},
             # what a repeated token is worth: two sizes per family on 1/4, 1/16 and 1/64 of their D
             "repetition": {"sizes": ["mini", "tiny"], "factors": [4, 16, 64], "seeds": 2},
+            # why the Transformer trails: its tiny and small runs again with one thing changed, two seeds per arm
+            "ablation": {"sizes": ["tiny", "small"], "seeds": 2},
             "eval_tokens": 65_536, "n_workers": 2,
         },
         "04_analyze": {"n_boot": 500},
@@ -61,6 +63,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             "extra_seeds": 2, "extra_seed_sizes": ["micro", "tiny", "small", "gpu-l"],
             "schedule_check": {"arch": "transformer", "size": "medium", "seeds": 3, "points": 3},
             "repetition": {"sizes": ["tiny", "small"], "factors": [4, 16, 64], "seeds": 2},
+            "ablation": {"sizes": ["small", "medium"], "seeds": 3},
             "eval_tokens": 262_144, "device": "cuda", "n_workers": 1,
         },
         "04_analyze": {"n_boot": 2000},

@@ -7,7 +7,8 @@ texts and entropies computed from the same bytes on any machine.
 The notebooks downstream of training are not: another CPU rounds the training's floating-point sums
 differently, a loss moves in its fourth decimal, and the seconds-sized smoke fits (three sizes, a floor
 at its bound) magnify that into other digits of every fitted value. So in ``RUN_DEPENDENT`` notebooks
-every non-integer number is masked, and so is any text the analysis derives from a fit (glued verdicts):
+every non-integer number is masked, and so is any text the analysis derives from a fit (glued verdicts, and
+whether a table reports a fitted value with its interval, as not identified or as no fit):
 what nbval still compares there is the structure of each output (the tables' columns and rows, run names,
 parameter counts, token counts, which fits exist). ``tests/test_portable.py`` proves that the compared
 outputs survive a perturbation of every training loss far beyond cross-CPU noise. Fit correctness is the
@@ -18,6 +19,7 @@ In ``03_train`` the training log and the learning-rate table are tagged too: whi
 grid is extended, is decided by comparing losses, and two rates within float noise of each other may swap. In
 ``04_analyze`` the repetition tables are tagged: whether R* is identified is decided by where a fit of the
 seconds-sized smoke runs lands against a bound, which noise can move, and the real corpus's law follows it; so
+is the ablation table, whose verdicts follow intervals of two seeds per arm that noise can move across 0; so
 is the compute table, whose count of frontier points is decided by comparing the losses of sizes that can lie
 within float noise of each other.
 """
@@ -29,6 +31,15 @@ from pathlib import Path
 RUN_DEPENDENT = ("03_train.ipynb", "04_analyze.ipynb", "05_generate.ipynb")
 
 MASKS = {
+    # a fitted value as a table reports it: with its interval, or not identified (at a bound of its search), or no
+    # fit (R² below the threshold). Which of the three a smoke fit lands on is decided against a bound or a
+    # threshold that noise can cross (musicscale.identification); and a cell left empty ("—") for a value that is
+    # not measured stands where a number stands otherwise
+    r"not identified \([^)]*\)": "<estimate>",
+    r"no fit \([^)]*\)": "<estimate>",
+    r"at bound [-+]?\d+(\.\d+)?": "<estimate>",
+    r"[-+−]?\d+\.\d+ \[[-+−]?\d+\.\d+, [-+−]?\d+\.\d+\]": "<estimate>",
+    r"(?<=\| )(—|[-+−]?\d+\.\d+%?)(?= \|)": "<estimate>",
     # a glued text value (papermill records a string as its repr, in double quotes if it holds a single one):
     # verdicts derived from fitted values
     r"(?s)^'.*'$": "<text>",

@@ -74,3 +74,10 @@ def test_an_identified_fit_is_reported_with_its_interval():
     assert entry["not_identified"] == {} and entry["no_fit"] is None
     assert format_ci(entry, "alpha") == f"{entry['alpha']:.3f} [{entry['alpha_ci'][0]:.3f}, {entry['alpha_ci'][1]:.3f}]"
     assert ALPHA_MAX == 5.0  # the upper bound the docstring of musicscale.identification states
+
+
+def test_an_interval_without_width_at_the_precision_shown_is_not_printed_as_one():
+    entry = {"v": 0.7622, "v_ci": [0.76214, 0.76222]}  # resamples that barely vary (sizes at one seed)
+    assert format_ci(entry, "v", "+.3f") == "+0.762 (95% interval only 8e-05 wide: its resamples barely vary)"
+    assert format_ci({"v": 1.0, "v_ci": [1.0, 1.0]}, "v") == "1.000 (no interval: every resample gives the same)"
+    assert format_ci({"v": 0.5, "v_ci": [0.4, 0.6]}, "v") == "0.500 [0.400, 0.600]"

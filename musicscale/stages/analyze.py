@@ -12,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__, ablation, holdout, repetition
+from .. import __version__, ablation, holdout, identification, repetition
 from ..analysis import (
     HOLDOUT_FACTORS,
     analyze_dataset,
@@ -24,6 +24,7 @@ from ..analysis import (
 )
 from ..identification import format_ci
 from ..params import StageParameters, as_int, as_optional_list
+from ..report import and_list
 from ..tables import glue_text, markdown_table
 from ..workdir import Workdir, git_commit, read_json, write_json
 
@@ -526,6 +527,35 @@ def ground_truth_sentence(g: dict) -> str:
     return f"E = {E}, {100 * g['E_rel_error']:+.1f}% from H*; its interval {covers} H*"
 
 
+def holdout_tally(results: dict) -> str:
+    """Across every held-out check of the build: how many the law wins beyond noise, and, for the rest, which
+    law fails to predict and by how much (its error against the better baseline's)."""
+    won, lost, even, not_run = [], [], [], 0
+    for d, arch, checks in _rows(results, "holdout"):
+        for axis, h in checks.items():
+            if "error" in h:
+                not_run += 1
+                continue
+            name = f"{d} {_label(arch)} in {axis}"
+            lo, hi = h["advantage_ci"]
+            base = min(h["flat_error"], h["loglinear_error"])
+            if lo is not None and lo > 0 and not identification.collapsed((lo, hi)):
+                won.append(name)
+            elif hi is not None and hi < 0:
+                lost.append(f"{name} (errs by {h['law_error']:.3f} nats/char against {base:.3f})")
+            else:
+                even.append(f"{name} ({h['law_error']:.3f} against {base:.3f})")
+    ran = len(won) + len(lost) + len(even)
+    if not ran:
+        return "no held-out check could run in this build"
+    text = f"the law beats the better baseline beyond noise in {len(won)} of the {ran} held-out checks that ran"
+    if lost:
+        text += "; a baseline predicts better in " + and_list(lost)
+    if even:
+        text += "; within noise of it in " + and_list(even)
+    return text + (f" ({not_run} could not run)" if not_run else "")
+
+
 def holdout_summary(h: dict) -> str:
     """One held-out check in a sentence: the errors, the seed spread and the verdict, or why it did not run."""
     if "error" in h:
@@ -540,6 +570,7 @@ def glue(results: dict) -> None:
     never typed ones; a missing number reads "n/a (...)" with the reason, never "nan"."""
     for name, value in findings(results).items():
         glue_text(name, value, _finding_spec(name), missing=_finding_missing(name))
+    glue_text("holdout_tally", holdout_tally(results))
     glue_text("repetition_worth", repetition_worth(results))
     for d, ds in results["datasets"].items():
         if ds.get("ablation"):

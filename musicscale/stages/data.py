@@ -33,7 +33,7 @@ class SyntheticSize:
     """How much the grammar draws: a training split of at least ``train_tokens`` tokens (characters and one
     separator per tune), ``eval_tunes`` tunes in each of validation and test; ``n_workers`` drawing processes."""
 
-    train_tokens: int = 66_000
+    train_tokens: int = 263_000  # what the smoke train stage reads at most (its ablation: 4x the micro budget)
     eval_tunes: int = 30
     n_workers: int = 1
 

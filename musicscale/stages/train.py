@@ -118,10 +118,9 @@ class Params(StageParameters):
         if plan.repetition is not None:
             extra += repetition_specs(mains, plan.repetition, datasets, self.seed)
         extra += ablation_specs(mains, plan.ablation, self.seed)
-        main_names = {(m.dataset, m.name) for m in mains}
-        # one spec per run: the checks' baseline runs may be main runs already, or each other's
-        extra = list({(s.dataset, s.name): s for s in extra if (s.dataset, s.name) not in main_names}.values())
-        return mains, extra
+        # one spec per run: the checks' baseline runs may be each other's (those that are main runs stay here too:
+        # the checks read their results from this sweep, which reuses them)
+        return mains, list({(s.dataset, s.name): s for s in extra}.values())
 
     def base_config(self) -> TrainConfig:
         """The shape of every run; its budget is set per size (one thread per run: deterministic, and runs
@@ -293,6 +292,15 @@ def repetition_table(results: Sequence[dict]):
         ("params_non_embedding", "N (non-emb.)", ","), ("tokens_seen", "D (tokens read)", ","),
         ("unique_tokens", "U (unique tokens)", ","), ("factor", "epochs D/U", ".0f"),
         ("test_loss", "test (nats/char)", ".4f")])
+
+
+def ablation_table(records: Sequence[dict]):
+    """The ablation's runs: arm, what changed, size, seed, variant, rate, tokens read and test loss."""
+    rows = [{**r, "lr": r["config"]["lr"], "variant": r["config"].get("variant") or "—"} for r in records]
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None), ("arm", "arm", None),
+        ("what", "what changed", None), ("seed", "seed", None), ("lr", "peak rate", ".2e"),
+        ("tokens_seen", "D (tokens read)", ","), ("test_loss", "test (nats/char)", ".4f")])
 
 
 def lr_table(searches: Sequence[dict]):
