@@ -38,6 +38,7 @@ MASKS = {
     r"not identified \([^)]*\)": "<estimate>",
     r"no fit \([^)]*\)": "<estimate>",
     r"at bound [-+]?\d+(\.\d+)?": "<estimate>",
+    r"[-+−]?\d+\.\d+ \((95% interval only|no interval:) [^)]*\)": "<estimate>",
     r"[-+−]?\d+\.\d+ \[[-+−]?\d+\.\d+, [-+−]?\d+\.\d+\]": "<estimate>",
     r"(?<=\| )(—|[-+−]?\d+\.\d+%?)(?= \|)": "<estimate>",
     # a glued text value (papermill records a string as its repr, in double quotes if it holds a single one):
