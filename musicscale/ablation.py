@@ -5,8 +5,8 @@ Each arm is compared with the baseline at the same size by the difference of mea
 end of each run's longest branch). Its 95% interval is Student's t with the seed variance pooled over every arm of
 the size (the arms differ in what they change, not in how much their seeds scatter, so each arm's few seeds lend
 each other degrees of freedom). A verdict is stated only where the interval excludes 0. Beside it: the gap the
-ablation is about, the baseline's loss less the other family's joint law at the same N and D, and the share of that
-gap each arm closes.
+ablation is about, each arm's loss less the other family's joint law at the arm's own N and D (an arm that reads more
+tokens is held against the other family reading as many), and the share of the baseline's gap each arm closes.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ class ArmResult:
     difference: float | None  # loss − the baseline's (None for the baseline itself)
     ci: tuple[float, float] | None
     verdict: str
-    gap: float | None  # the baseline's loss less the other family's law at (N, D) of the baseline
-    closed: float | None  # the share of that gap the arm closes: −difference / gap
+    gap: float | None  # this arm's loss less the other family's law at the arm's own N and D (more data helps both)
+    closed: float | None  # the share of the baseline's gap this arm closes: 1 − gap / the baseline's gap
 
 
 def _pooled_sd(groups: Sequence[np.ndarray]) -> tuple[float, int]:
@@ -69,10 +69,11 @@ def compare_arms(records: Sequence[dict], other_law: Callable[[float, float], fl
         base = next(r for r in mine if r["arm"] == "baseline")
         N, D0 = base["params_non_embedding"], base["tokens_seen"]
         b = losses["baseline"]
-        gap = float(b.mean() - other_law(N, D0)) if other_law is not None else None
+        base_gap = float(b.mean() - other_law(N, D0)) if other_law is not None else None
         for a in arms:
             x = losses[a]
             first = next(r for r in mine if r["arm"] == a)
+            gap = float(x.mean() - other_law(N, first["tokens_seen"])) if other_law is not None else None
             diff = ci = None
             if a != "baseline":
                 diff = float(x.mean() - b.mean())
@@ -82,7 +83,7 @@ def compare_arms(records: Sequence[dict], other_law: Callable[[float, float], fl
             out.append(ArmResult(
                 size=size, N=N, arm=a, what=first["what"], D=first["tokens_seen"], n_seeds=len(x), loss=float(x.mean()),
                 difference=diff, ci=ci, verdict="the reference" if a == "baseline" else verdict(diff, ci), gap=gap,
-                closed=None if diff is None or not gap else -diff / gap))
+                closed=None if diff is None or not base_gap else 1.0 - gap / base_gap))
     return out
 
 
@@ -113,7 +114,9 @@ def sentence(s: dict, label: Callable[[str], str]) -> str:
             if r["ci"] is not None:
                 text += f" [{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}]"
             if r["closed"] is not None and r["ci"] is not None and r["ci"][1] < 0:
-                text += f" (closes {r['closed']:.0%} of the gap)"
+                text += f" (closes {r['closed']:.0%} of the gap"
+                text += (f"; at its D = {r['D']:,} it is {r['gap']:+.3f} from the {label(s['other'])}'s law there)"
+                         if r["D"] != base["D"] else ")")
             arms.append(text)
         parts.append(head + ": " + ", ".join(arms))
     return "; ".join(parts)

@@ -21,7 +21,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import holdout, identification, repetition, scaling
+from .models import arch_order
 from .repetition import FRESH_EPOCHS
+from .workdir import json_safe
 
 HOLDOUT_FACTORS = {"N": 10.0, "D": 4.0}  # how far the held-out checks extrapolate, in N and in D
 SENSITIVITY_DELTAS = (1e-3, 1e-2, 1e-1)  # Huber deltas of the sensitivity table (the first is the main fit's)
@@ -100,7 +102,7 @@ def optimal_size_exponent(params: np.ndarray, C_range: tuple[float, float], n_ra
 
 
 def _interval(values: np.ndarray) -> list[float | None]:
-    return [scaling._json_float(v) for v in scaling._percentile_ci(np.asarray(values)[np.isfinite(values)])]
+    return [json_safe(v) for v in scaling._percentile_ci(np.asarray(values)[np.isfinite(values)])]
 
 
 def fit_joint(points: holdout.Points, *, n_boot: int, seed: int, delta: float = 1e-3,
@@ -126,7 +128,7 @@ def joint_summary(fit: scaling.JointFit, runs: Sequence[dict], records: Sequence
             out[key] = None
             continue
         lo, hi = fit.band(N, D)
-        out[key] = [{"size": s, "N": float(n), "L": float(v), "ci": [scaling._json_float(a), scaling._json_float(b)]}
+        out[key] = [{"size": s, "N": float(n), "L": float(v), "ci": [json_safe(a), json_safe(b)]}
                     for (n, s), v, a, b in zip(sizes, fit.predict(N, D), lo, hi)]
     out["optimal_exponents"] = {k: list(v) if isinstance(v, tuple) else v for k, v in fit.optimal_exponents().items()}
     flops = flops_of_size(runs)
@@ -166,7 +168,7 @@ def ground_truth(fit: scaling.JointFit, points: holdout.Points, entropy_rate: fl
     unknown = {k: v for k, v in fit.not_identified().items() if k == "E"}
     # a floor at its bound is no estimate of H*: no relative error, no coverage
     covers = bool(lo <= entropy_rate <= hi) if math.isfinite(lo) and not unknown else None
-    out = {"H": entropy_rate, "E": fit.E, "E_ci": [scaling._json_float(lo), scaling._json_float(hi)],
+    out = {"H": entropy_rate, "E": fit.E, "E_ci": [json_safe(lo), json_safe(hi)],
            "E_rel_error": None if unknown else (fit.E - entropy_rate) / entropy_rate, "covers": covers,
            "not_identified": unknown}
     excess = scaling.fit_joint_law(points.N, points.D, points.L, groups=points.run, strata=points.N,
@@ -363,7 +365,8 @@ def effective_joint(runs: Sequence[dict], R_star: dict | None, joint: dict, *, n
 
 
 def architecture_gap(runs: Sequence[dict], fits: dict[str, scaling.JointFit]) -> dict:
-    """The difference ``L_transformer - L_lstm`` of the two joint laws, with a 95% interval from their
+    """The difference ``L_first - L_second`` of the joint laws of the two families in ``fits`` (in its order: the
+    registry's, so Transformer − LSTM for the built-in two), with a 95% interval from their
     bootstrap draws (independent resamples of each architecture's runs, paired by index): at the smallest
     and the largest N both architectures trained, at the largest D every size of both reached; and on the
     compute frontier (each law's best loss over its own range of N) at the smallest and largest compute
@@ -421,15 +424,6 @@ def architecture_job(args: tuple) -> dict:
 def architecture_jobs(runs: Sequence[dict], entropy_rate: float | None, n_boot: int, seed: int) -> dict[str, tuple]:
     """One unit of work per architecture present, in the report's order."""
     return {a: ([r for r in runs if r["arch"] == a], entropy_rate, n_boot, seed) for a in arch_order(runs)}
-
-
-def arch_order(runs: Sequence[dict]) -> list[str]:
-    """The architectures of ``runs``: registered ones in the registry's order, then any other (none is
-    dropped)."""
-    from .models import ARCHITECTURES
-
-    present = list(dict.fromkeys(r["arch"] for r in runs))
-    return [a for a in ARCHITECTURES if a in present] + sorted(a for a in present if a not in ARCHITECTURES)
 
 
 def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot: int, seed: int,

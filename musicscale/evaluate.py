@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .models import LanguageModel
+
 
 def _as_array(stream: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(stream, torch.Tensor):
@@ -126,7 +128,7 @@ def _select(spans: np.ndarray, max_tokens: int | None) -> np.ndarray:
     return spans[:n]
 
 
-def _windowed_loss(model: torch.nn.Module, data: torch.Tensor, plan: WindowPlan, batch_size: int,
+def _windowed_loss(model: LanguageModel, data: torch.Tensor, plan: WindowPlan, batch_size: int,
                    device: torch.device | str, pad_id: int) -> tuple[float, int]:
     """Sum of losses over the plan's scored targets. Windows are sorted by length so a batch pads little;
     padding goes on the right, where causal attention keeps it from changing the real positions' logits,
@@ -151,7 +153,7 @@ def _windowed_loss(model: torch.nn.Module, data: torch.Tensor, plan: WindowPlan,
     return total, count
 
 
-def _recurrent_loss(model: torch.nn.Module, data: torch.Tensor, spans: np.ndarray, context_length: int,
+def _recurrent_loss(model: LanguageModel, data: torch.Tensor, spans: np.ndarray, context_length: int,
                     batch_size: int, device: torch.device | str, pad_id: int) -> tuple[float, int]:
     """Sum of losses with each tune run in one pass from its ``EOT``: tunes sorted by length are batched
     and right-padded (a padded step comes after every real step of its row, so it never reaches a real
@@ -181,7 +183,7 @@ def _recurrent_loss(model: torch.nn.Module, data: torch.Tensor, spans: np.ndarra
     return total, count
 
 
-def evaluate_tunes(model: torch.nn.Module, stream: np.ndarray | torch.Tensor, context_length: int, *,
+def evaluate_tunes(model: LanguageModel, stream: np.ndarray | torch.Tensor, context_length: int, *,
                    max_tokens: int | None = None, batch_size: int = 64, device: torch.device | str = "cpu",
                    recurrent: bool | None = None, eot_id: int = 0) -> dict:
     """Mean loss (nats per predicted token) over the tunes of a split stream, each scored from its ``EOT``.
@@ -197,7 +199,7 @@ def evaluate_tunes(model: torch.nn.Module, stream: np.ndarray | torch.Tensor, co
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}")
     if recurrent is None:
-        recurrent = bool(getattr(model, "carries_state", False))
+        recurrent = bool(model.carries_state)
     model_context = getattr(model, "context_length", None)
     if not recurrent and model_context is not None and context_length > model_context:
         raise ValueError(f"context_length {context_length} exceeds the model's context_length {model_context}")

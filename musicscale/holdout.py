@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import identification, kaplan_law, scaling
+from .workdir import json_safe
 
 AXES = {"N": "D", "D": "N"}  # the axis extrapolated along -> the one held equal
 FORMS = {"kaplan": "Kaplan's form", "fixed_floor": "the law with its floor fixed at H*"}  # compared with the additive
@@ -188,11 +189,11 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
         "n_skipped_targets": int(np.sum(~keep)),
         "targets": [{"N": float(n), "D": float(d), "observed": float(o), "law": float(p), "flat": float(f),
                      "loglinear": float(g)} for n, d, o, p, f, g in zip(tN, tD, obs, pred, flat, line)],
-        "law": {k: scaling._json_float(v) for k, v in zip(("E", "A", "alpha", "B", "beta"), law.params)},
+        "law": {k: json_safe(v) for k, v in zip(("E", "A", "alpha", "B", "beta"), law.params)},
         "law_error": errors["law"], "flat_error": errors["flat"], "loglinear_error": errors["loglinear"],
         "seed_sd": float(np.mean(sds)) if sds else None, "n_seeds": int(max(
             len(np.unique(held.run[(held.N == n) & (held.D == d)])) for n, d in targets)),
-        "advantage": float(advantage), "advantage_ci": [scaling._json_float(lo), scaling._json_float(hi)],
+        "advantage": float(advantage), "advantage_ci": [json_safe(lo), json_safe(hi)],
         "n_boot": len(draws), "n_failed": law.n_failed, "n_degenerate": degenerate,
         "verdict": verdict(advantage, (lo, hi)), "law_better": bool(lo > 0) if math.isfinite(lo) else None,
         "forms": forms,
@@ -216,7 +217,7 @@ def compare_forms(name: str, law: scaling.JointFit, alt: kaplan_law.KaplanFit | 
     lo, hi = scaling._percentile_ci(np.array(draws))
     fit = {k: v for k, v in alt.to_dict().items() if k != "residuals"}
     return {"form": FORMS[name], "error": error, "advantage_over_additive": advantage,
-            "ci": [scaling._json_float(lo), scaling._json_float(hi)],
+            "ci": [json_safe(lo), json_safe(hi)],
             "verdict": form_verdict(name, advantage, (lo, hi)), "better": better_form(name, (lo, hi)),
             "predictions": [float(p) for p in pred], "n_boot": len(draws), "n_failed": alt.n_failed, "fit": fit}
 

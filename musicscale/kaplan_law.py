@@ -29,14 +29,13 @@ from .scaling import (
     _best_of,
     _check_same_length,
     _huber,
-    _json_ci,
-    _json_float,
     _percentile_ci,
     _r2,
     _refit,
     _single_threaded_blas,
     group_resamples,
 )
+from .workdir import json_safe
 
 NAMES = ("N_c", "alpha_N", "D_c", "alpha_D")
 _ALPHA_D_MIN = 0.1 * identification.ABS_TOL  # alpha_D divides alpha_N; this close to 0 it counts as at 0
@@ -116,9 +115,9 @@ class KaplanFit:
         """Plain-JSON summary (NaN and inf become null; bootstrap draws are left out)."""
         d: dict[str, Any] = {}
         for name, value in zip(NAMES, self.params):
-            d[name] = _json_float(value)
-            d[f"{name}_ci"] = _json_ci(self.ci(name))
-        d.update(r2=_json_float(self.r2), residuals=[float(r) for r in self.residuals], n_points=int(self.n_points),
+            d[name] = json_safe(value)
+            d[f"{name}_ci"] = json_safe(self.ci(name))
+        d.update(r2=json_safe(self.r2), residuals=[float(r) for r in self.residuals], n_points=int(self.n_points),
                  n_groups=int(self.n_groups), n_boot=int(self.n_boot), n_failed=int(self.n_failed),
                  n_degenerate=int(self.n_degenerate), converged=bool(self.converged),
                  not_identified=self.not_identified(), no_fit=identification.no_fit(self.r2))

@@ -2,7 +2,8 @@
 
 Every model maps ``idx`` (a batch of token ids, shape ``(B, T)``) to next-token logits ``(B, T, V)``, carries
 ``context_length``, and says on itself how it is evaluated (``carries_state``) and sampled (``cache_bounded``),
-so the trainer, the evaluation and the sampler never branch on a family. What the rest of the project needs
+so the trainer, the evaluation and the sampler never branch on a family (:class:`LanguageModel` is that
+contract). What the rest of the project needs
 to know about a family (its class, named sizes, the centre of its learning-rate search, its colour and label
 in the figures) is one :class:`Architecture` entry in ``ARCHITECTURES``: :func:`register` adds a family.
 
@@ -14,12 +15,32 @@ position embedding.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Protocol
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+
+
+class LanguageModel(Protocol):
+    """What every family's model provides, and all that the trainer, the evaluation and the sampler use of it."""
+
+    context_length: int  # the longest input it takes
+    carries_state: bool  # evaluation: True runs each tune in one pass (recurrent); False slides windows over it
+    cache_bounded: bool  # sampling: True when its cache holds at most context_length positions (then it restarts)
+
+    def __call__(self, idx: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        """Next-token logits ``(B, T, V)`` for ``idx`` ``(B, T)``; with ``cache`` (sampling) it continues what the
+        cache has seen."""
+
+    def embedding_parameters(self) -> int:
+        """The parameters N leaves out (vocabulary and position matrices)."""
+
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token."""
+
 
 # torch 2.13 has no trainable rotary embedding (torch.onnx.ops.rotary_embedding has no autograd formula), so the
 # position ablation compares the learned table with none: a causal decoder can infer position without one
@@ -93,7 +114,7 @@ class Architecture:
     """Everything specific to one model family that other modules need."""
 
     name: str
-    model: type  # built as model(size_config, vocab_size, context_length)
+    model: type  # a LanguageModel, built as model(size_config, vocab_size, context_length)
     sizes: dict[str, object] = field(repr=False)  # named size configs (each with a ``shape()`` for tables)
     lr: float  # the centre of the per-size learning-rate search, and the rate of a run given none
     color: str  # its colour in every figure
@@ -324,3 +345,10 @@ def size_grid_table(archs: tuple[str, ...] | None = None, sizes: tuple[str, ...]
                     vocab_size: int = 100, context_length: int = 128) -> list[dict]:
     """:func:`describe` for every (arch, size) of a grid (every registered family by default)."""
     return [describe(a, s, vocab_size, context_length) for a in (archs or tuple(ARCHITECTURES)) for s in sizes]
+
+
+def arch_order(runs: Sequence[dict]) -> list[str]:
+    """The families of ``runs`` (dicts with ``arch``): registered ones in the registry's order, then any other (none
+    is dropped)."""
+    present = list(dict.fromkeys(r["arch"] for r in runs))
+    return [a for a in ARCHITECTURES if a in present] + sorted(a for a in present if a not in ARCHITECTURES)

@@ -67,7 +67,7 @@ class StageParameters:
     """The parameters of one stage with their defaults, defined once.
 
     Each stage module (:mod:`musicscale.stages`) subclasses this with its own fields. The notebook's
-    ``parameters`` cell repeats the same names and defaults (a test checks it), ``pipeline.PROFILES`` may
+    ``parameters`` cell repeats the same names and defaults (a test checks it), ``profiles.PROFILES`` may
     only override fields that exist, and the stage's ``run(workdir, **params)`` builds one of these, so a
     misspelt or badly typed parameter is reported before the stage does any work. The defaults are the
     smoke study, which runs in about a minute; the profiles scale it up.

@@ -15,9 +15,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .analysis import arch_order, compute_points
+from .analysis import compute_points
 from .identification import format_ci, short
-from .models import ARCHITECTURES
+from .models import ARCHITECTURES, arch_order
 from .validity import SHARES
 from .workdir import Workdir, atomic_write
 

@@ -30,6 +30,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from . import scaling
+from .workdir import json_safe
 
 FRESH_EPOCHS = 4.0  # up to about this many epochs repeated data were nearly as good as fresh (Muennighoff et al.)
 R_STAR_BOUNDS = (0.05, 1000.0)  # the search range of R*: from "a repeat is worth nothing" to "as good as new"
@@ -93,7 +94,7 @@ class RepetitionFit:
         return "upper" if math.isfinite(value) and at_bound(value) and value > 1.0 else "lower"
 
     def to_dict(self) -> dict:
-        return {"R_star": self.R_star, "R_star_ci": [scaling._json_float(v) for v in self.R_star_ci],
+        return {"R_star": self.R_star, "R_star_ci": [json_safe(v) for v in self.R_star_ci],
                 "identified": self.identified, "bound_reached": self.bound_reached, "bounds": list(R_STAR_BOUNDS),
                 "n_points": self.n_points,
                 "n_runs": self.n_runs, "n_boot": self.n_boot, "rmse": self.rmse, "rmse_no_cost": self.rmse_no_cost}

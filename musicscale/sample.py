@@ -13,7 +13,8 @@ from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from .models import LanguageModel
 
 
 class Tokenizer(Protocol):
@@ -41,7 +42,7 @@ def _check(n: int, temperature: float, top_k: int | None, max_new_tokens: int, b
 
 @torch.no_grad()
 def generate(
-    model: nn.Module,
+    model: LanguageModel,
     idx: torch.Tensor,
     max_new_tokens: int,
     *,
@@ -90,7 +91,7 @@ def generate(
         done |= idx_next.squeeze(1) == eot_id  # a prompt holds no EOT: only a sampled one ends a row
         if done.all():
             break
-        if getattr(model, "cache_bounded", False) and cache["length"] >= window:
+        if model.cache_bounded and cache["length"] >= window:
             cache = {}
             logits = model(idx[:, -keep:], cache=cache)[:, -1, :]
         else:
@@ -99,7 +100,7 @@ def generate(
 
 
 def sample_tunes(
-    model: nn.Module,
+    model: LanguageModel,
     tok: Tokenizer,
     n: int,
     *,
@@ -122,7 +123,7 @@ def sample_tunes(
 
 
 def sample_requests(
-    model: nn.Module,
+    model: LanguageModel,
     tok: Tokenizer,
     requests: Sequence[tuple[str, float]],
     *,

@@ -28,6 +28,7 @@ from scipy.optimize import brentq, minimize
 from threadpoolctl import threadpool_limits
 
 from . import identification
+from .workdir import json_safe
 
 ALPHA_MAX = 5.0
 _ALPHA_GRID = (0.05, 0.1, 0.2, 0.4, 0.8, 1.5)
@@ -178,15 +179,6 @@ def _r2(y: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - float(np.sum((y - pred) ** 2)) / ss_tot if ss_tot > 0 else math.nan
 
 
-def _json_float(x: float) -> float | None:
-    """NaN/inf are not JSON; they become null."""
-    return float(x) if math.isfinite(x) else None
-
-
-def _json_ci(ci: tuple[float, float]) -> list[float | None]:
-    return [_json_float(ci[0]), _json_float(ci[1])]
-
-
 # --------------------------------------------------------------------------- power law L = a N^-alpha + c
 
 
@@ -245,13 +237,13 @@ class PowerLawFit:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON summary (NaN becomes null; bootstrap draws are left out)."""
         return {
-            "a": _json_float(self.a),
-            "alpha": _json_float(self.alpha),
-            "c": _json_float(self.c),
-            "a_ci": _json_ci(self.a_ci),
-            "alpha_ci": _json_ci(self.alpha_ci),
-            "c_ci": _json_ci(self.c_ci),
-            "r2": _json_float(self.r2),
+            "a": json_safe(self.a),
+            "alpha": json_safe(self.alpha),
+            "c": json_safe(self.c),
+            "a_ci": json_safe(self.a_ci),
+            "alpha_ci": json_safe(self.alpha_ci),
+            "c_ci": json_safe(self.c_ci),
+            "r2": json_safe(self.r2),
             "residuals": [float(r) for r in self.residuals],
             "n_points": int(self.n_points),
             "n_boot": int(self.n_boot),
@@ -559,10 +551,10 @@ class JointFit:
         """Plain-JSON summary (NaN becomes null; bootstrap draws are left out)."""
         d: dict[str, Any] = {}
         for name in ("E", "A", "alpha", "B", "beta"):
-            d[name] = _json_float(getattr(self, name))
-            d[f"{name}_ci"] = _json_ci(getattr(self, f"{name}_ci"))
+            d[name] = json_safe(getattr(self, name))
+            d[f"{name}_ci"] = json_safe(getattr(self, f"{name}_ci"))
         d.update(
-            r2=_json_float(self.r2),
+            r2=json_safe(self.r2),
             residuals=[float(r) for r in self.residuals],
             n_points=int(self.n_points),
             n_groups=int(self.n_groups),

@@ -21,7 +21,7 @@ import numpy as np
 
 from .models import architecture, check_arch_size, describe
 from .params import as_int
-from .train import TrainConfig, same_config, schedule_points, train
+from .train import TrainConfig, read_record, same_config, schedule_points, train, write_record
 from .workdir import (
     CorruptArtifactError,
     Workdir,
@@ -97,7 +97,7 @@ def run_one(workdir: str | Path, spec: RunSpec, progress: bool = False) -> dict:
     result = train(spec.config, tokens, meta["vocab_size"], run_dir, progress=progress,
                    data_fingerprint=meta["fingerprint"], log=notes.append)
     result.update(dataset=spec.dataset, run=spec.name, entropy_rate=meta.get("entropy_rate"))
-    write_json(run_dir / "result.json", result)
+    write_record(run_dir / "result.json", result)
     return {**result, "_notes": notes}
 
 
@@ -110,7 +110,7 @@ def finished_result(workdir: Workdir, spec: RunSpec, data_fingerprint: str | Non
     if not path.exists():
         return None, "not trained yet"
     try:
-        result = read_json(path)
+        result = read_record(path)
         load_torch(best)
     except (CorruptArtifactError, FileNotFoundError) as err:
         if path.exists():
@@ -233,7 +233,7 @@ def collect_results(workdir: str | Path, dataset: str | None = None) -> list[dic
     out = []
     for d in datasets:
         for path in sorted(wd.runs_dir(d).glob("*/result.json")):
-            out.append(read_json(path))
+            out.append(read_record(path))
     return out
 
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from . import __version__
 from .batches import WindowStream
 from .evaluate import evaluate_tunes
 from .models import architecture, build_model, non_embedding_parameters, total_parameters
-from .workdir import CorruptArtifactError, atomic_write, git_commit, load_torch, move_aside
+from .workdir import CorruptArtifactError, atomic_write, git_commit, load_torch, move_aside, read_json, write_json
 
 NATS_TO_BITS = 1.0 / math.log(2.0)
 ADAM_BETAS = (0.9, 0.95)
@@ -129,6 +130,65 @@ ADDED_FIELDS = {"variant": None}
 def same_config(stored: dict, cfg: TrainConfig) -> bool:
     """Whether a recorded ``asdict`` of a config describes ``cfg`` (fields added since filled as above)."""
     return {**ADDED_FIELDS, **stored} == asdict(cfg)
+
+
+class CurvePoint(TypedDict):
+    """One measurement of a run: the end of a cooldown branch (WSD) or an evaluation (cosine)."""
+
+    step: int
+    fork_step: int
+    tokens: int  # D: training tokens read by the end of this branch
+    epochs: float  # D / unique training tokens
+    flops: int
+    train_loss: float
+    val_loss: float
+    test_loss: float | None  # None in a learning-rate probe (which never measures the test split)
+
+
+class RunRecord(TypedDict):
+    """What ``result.json`` holds for one finished run (losses in nats per character, N = ``params_non_embedding``).
+    :func:`write_record` and :func:`read_record` are the one pair that writes and reads it."""
+
+    arch: str
+    size: str
+    seed: int
+    config: dict  # asdict(TrainConfig)
+    data_fingerprint: str | None
+    params_non_embedding: int
+    params_total: int
+    flops_per_token: int
+    tokens_seen: int  # D of the longest branch
+    flops: int
+    unique_tokens: int
+    epochs: float
+    steps: int
+    trained_tokens: int  # every token of trunk and branches
+    trained_flops: int
+    wall_time_s: float
+    tokens_per_s: float | None
+    curve: list[CurvePoint]
+    val_loss: float
+    test_loss: float | None
+    val_bpc: float
+    test_bpc: float | None
+    device: str
+    threads: int
+    versions: dict
+    git_commit: str | None
+    # set by the sweep that ran it (musicscale.sweep.run_one): where it belongs and its name (RunSpec.name)
+    dataset: NotRequired[str]
+    run: NotRequired[str]
+    entropy_rate: NotRequired[dict | None]
+
+
+def write_record(path: str | Path, record: RunRecord) -> Path:
+    """Write a run's record atomically (a crash leaves the last good one)."""
+    return write_json(path, record)
+
+
+def read_record(path: str | Path) -> RunRecord:
+    """A run's record; :class:`musicscale.workdir.CorruptArtifactError` if it cannot be read."""
+    return read_json(path)
 
 
 @dataclass(frozen=True)
@@ -318,7 +378,7 @@ def train(
     callback: Callable[[dict], None] | None = None,
     data_fingerprint: str | None = None,
     log: Callable[[str], None] | None = print,
-) -> dict:
+) -> RunRecord:
     """Train ``cfg.arch``/``cfg.size`` on ``tokens['train']`` and measure it at every point of its schedule.
 
     ``tokens`` holds the ``train``, ``val`` and ``test`` streams. Writes ``checkpoint.pt`` (resume state, at
@@ -396,8 +456,7 @@ def train(
     wall = clock.seconds
     trained_tokens = trained * cfg.batch_tokens
     test = last["test_loss"]
-    return {
-        "run": f"{cfg.arch}-{cfg.size}-s{cfg.seed}",
+    record: RunRecord = {
         "arch": cfg.arch, "size": cfg.size, "seed": cfg.seed,
         "config": asdict(cfg), "data_fingerprint": data_fingerprint,
         "params_non_embedding": n_params, "params_total": total_parameters(model),
@@ -412,3 +471,4 @@ def train(
         "versions": {"musicscale": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "git_commit": git_commit(),
     }
+    return record

@@ -184,7 +184,7 @@ def fingerprint(*parts: Any) -> str:
             h.update(b"bytes")
             h.update(part)
         else:
-            h.update(json.dumps(_json_safe(part), sort_keys=True).encode())
+            h.update(json.dumps(json_safe(part), sort_keys=True).encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
 
@@ -244,7 +244,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON (NaN is written as null)."""
-    return write_text(path, json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n")
+    return write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=False) + "\n")
 
 
 class CorruptArtifactError(ValueError):
@@ -274,20 +274,21 @@ def load_torch(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict:
         raise CorruptArtifactError(f"{path}: cannot be read ({type(err).__name__}: {err})") from err
 
 
-def _json_safe(obj: Any) -> Any:
-    """Convert numpy scalars/arrays, paths and non-finite floats into plain JSON values."""
+def json_safe(obj: Any) -> Any:
+    """``obj`` as plain JSON values: numpy scalars and arrays as numbers and lists, paths as strings, NaN and inf as
+    null (JSON has neither). The project's one such conversion: every fit's ``to_dict`` and every file go through it."""
     import math
 
     import numpy as np
 
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
+        return json_safe(obj.tolist())
     if isinstance(obj, np.generic):
-        return _json_safe(obj.item())
+        return json_safe(obj.item())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, Path):

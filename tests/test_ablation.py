@@ -22,7 +22,7 @@ def test_an_arm_that_lowers_the_loss_beyond_noise_says_so_and_how_much_gap_it_cl
     assert by["budget ×4"].difference == pytest.approx(-0.1, abs=0.01)
     lo, hi = by["budget ×4"].ci
     assert lo < -0.1 < hi < 0 and by["budget ×4"].verdict.startswith("lower by")
-    assert by["budget ×4"].gap == pytest.approx(0.2, abs=0.01)
+    assert by["baseline"].gap == pytest.approx(0.2, abs=0.01) and by["budget ×4"].gap == pytest.approx(0.1, abs=0.01)
     assert by["budget ×4"].closed == pytest.approx(0.5, abs=0.05)
     assert by["one-head"].verdict == "within seed noise"
     s = ablation.summary(rows, "transformer", "lstm")
@@ -52,3 +52,13 @@ def test_the_interval_pools_the_seed_variance_of_every_arm():
     half = stats.t.ppf(0.975, 3) * pooled * np.sqrt(1 / 2 + 1 / 2)
     assert rows["a"].ci == pytest.approx((rows["a"].difference - half, rows["a"].difference + half), rel=1e-9)
     assert rows["baseline"].ci is None and rows["baseline"].gap is None  # no other family's law given
+
+
+def test_an_arm_that_reads_more_tokens_is_held_against_the_other_family_reading_as_many():
+    recs = _records({"baseline": 0.0, "budget ×4": -0.1})
+    for r in recs:
+        r["tokens_seen"] *= 4 if r["arm"] == "budget ×4" else 1
+    law = lambda N, D: 1.8 - 0.05 * (D > 10_000)  # noqa: E731 (the other family gains 0.05 from the longer budget)
+    by = {r.arm: r for r in ablation.compare_arms(recs, other_law=law)}
+    assert by["budget ×4"].gap == pytest.approx(0.15, abs=0.01)  # 1.9 − 1.75, not 1.9 − 1.8
+    assert by["budget ×4"].closed == pytest.approx(0.25, abs=0.05)

@@ -1,3 +1,6 @@
+"""Real ABC corpora: files split into tunes, normalised with every dropped tune counted by reason, and split by tune
+into disjoint, deterministic train/validation/test sets."""
+
 import pytest
 
 from musicscale.corpus import (

@@ -1,3 +1,6 @@
+"""Tune-aligned evaluation: every target of every tune is scored exactly once, from its separator, and batching,
+padding and windowing give the loss each tune gets alone."""
+
 import numpy as np
 import pytest
 import torch

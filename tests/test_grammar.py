@@ -1,3 +1,6 @@
+"""The synthetic grammar: deterministic by seed, tunes that are valid normalised ABC, exact log-probabilities that
+rescore what was generated, and an entropy rate H* that the sampler matches."""
+
 import math
 import re
 

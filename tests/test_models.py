@@ -1,3 +1,6 @@
+"""The model families: the seed project's shapes, parameter counts checked by hand, causal forward passes, FLOP
+counts, the registry's variants (no position table, one head) and errors that name unknown names."""
+
 import pytest
 import torch
 
@@ -69,3 +72,23 @@ def test_unknown_names_are_named():
         build_model("lstm", "huge", 10, 8)
     with pytest.raises(ValueError, match="exceeds context_length"):
         build_model("transformer", "micro", 10, 8)(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_the_transformer_variants_change_one_thing_and_stay_causal():
+    base = build_model("transformer", "tiny", 20, 16)
+    none = build_model("transformer", "tiny", 20, 16, variant="no-positions").eval()
+    one = build_model("transformer", "tiny", 20, 16, variant="one-head")
+    assert none.pos_emb is None and base.pos_emb is not None
+    # the position table is an embedding: N is the same, the total is smaller by exactly the table
+    assert describe("transformer", "tiny", 20, 16, "no-positions")["params_non_embedding"] == \
+        describe("transformer", "tiny", 20, 16)["params_non_embedding"]
+    assert sum(p.numel() for p in base.parameters()) - sum(p.numel() for p in none.parameters()) == 16 * 16
+    assert one.blocks[0].attn.n_head == 1 and base.blocks[0].attn.n_head == 2
+    x = torch.randint(0, 20, (2, 16))
+    x2 = x.clone()
+    x2[:, 10:] = (x2[:, 10:] + 1) % 20
+    assert torch.allclose(none(x2)[:, :10], none(x)[:, :10], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"variant: transformer has no variant 'rotary'; allowed: \['no-positions'"):
+        build_model("transformer", "tiny", 20, 16, variant="rotary")
+    with pytest.raises(ValueError, match="variant: lstm has no variant"):
+        build_model("lstm", "tiny", 20, 16, variant="one-head")

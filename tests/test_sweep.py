@@ -1,3 +1,7 @@
+"""Sweeps and the study's design: finished runs reused, Dask runs equal in-process ones, the learning-rate search
+brackets its best rate, budgets are powers of two, and the schedule check and the ablation are the study's own
+or refused before any run."""
+
 import pytest
 
 from musicscale import sweep

@@ -1,3 +1,6 @@
+"""The character tokenizer: exact round trips, the vocabulary and its unknown-character rule, the array dtype, the
+unigram entropy."""
+
 import numpy as np
 import pytest
 from toy_data import TUNES

@@ -1,4 +1,8 @@
+"""The training loop: it learns, its WSD and cosine schedules are what they say, a probe is its full run's prefix,
+an interrupted run resumes to the same result, a seed decides a run, and a bad configuration is named."""
+
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -6,7 +10,15 @@ import torch
 
 from musicscale.sweep import load_tokens
 from musicscale.tokenizer import unigram_entropy
-from musicscale.train import TrainConfig, cooldown_lr, lr_at, schedule_points, train, warmup_steps
+from musicscale.train import (
+    TrainConfig,
+    cooldown_lr,
+    lr_at,
+    same_config,
+    schedule_points,
+    train,
+    warmup_steps,
+)
 
 
 def small_config(**kw) -> TrainConfig:
@@ -108,7 +120,18 @@ def test_same_seed_same_run_other_seed_other_run(tokenized_workdir, tmp_path):
     ("lr", -1.0, "lr must be positive"),
     ("schedule", "linear", "schedule must be"),
     ("train_branches", 7, "train_branches must be"),
+    ("variant", "rotary", "variant: transformer has no variant 'rotary'"),
 ])
 def test_bad_config_is_named(field, value, match):
     with pytest.raises(ValueError, match=match):
         small_config(**{field: value})
+
+
+def test_a_record_made_before_a_config_field_existed_describes_the_run_with_its_default():
+    """A result.json written before ``variant`` existed was made with no variant: it is the same run (and reused),
+    while a record of another variant is not."""
+    cfg = small_config()
+    old = {k: v for k, v in asdict(cfg).items() if k != "variant"}
+    assert same_config(old, cfg)
+    assert not same_config({**old, "variant": "one-head"}, cfg)
+    assert not same_config({**old, "seed": cfg.seed + 1}, cfg)

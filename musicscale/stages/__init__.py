@@ -1,7 +1,7 @@
 """The five stages of the study, one module per notebook of ``notebooks/``.
 
 Each module defines ``Params`` (its parameters and their defaults, defined once: the notebook's parameters
-cell repeats them and ``pipeline.PROFILES`` overrides them), ``run(workdir, **params)`` (the whole stage: it
+cell repeats them and ``profiles.PROFILES`` overrides them), ``run(workdir, **params)`` (the whole stage: it
 checks every parameter before any work, then writes the stage's artifacts under ``workdir``) and the tables
 and glued values its notebook shows. The notebooks call these, and :mod:`musicscale.plots` for figures.
 The computations live in the modules of the package root (``corpus``, ``grammar``, ``tokenizer``, ``models``,

@@ -22,6 +22,7 @@ from ..analysis import (
     cooldown_points,
     effective_joint,
 )
+from ..artifacts import NoRunsError, load_sweep  # noqa: F401 (NoRunsError: what run raises)
 from ..identification import format_ci
 from ..params import StageParameters, as_int, as_optional_list
 from ..report import and_list
@@ -44,47 +45,10 @@ class Params(StageParameters):
         self.n_workers = as_int("n_workers", self.n_workers, minimum=1)
 
 
-class NoRunsError(FileNotFoundError):
-    """A dataset has no finished run of the current data; the message names it and the notebook to run."""
-
-
-def load_sweep(workdir: str | Path, datasets: Sequence[str] | None = None) -> dict[str, list[dict]]:
-    """The runs of the last sweep of each dataset (``runs/<dataset>/sweep_results.json``).
-
-    Raises :class:`NoRunsError` naming a dataset that has no finished run, or whose runs were trained on
-    other data than its token files hold now (the data were regenerated after training)."""
-    wd = Workdir(workdir)
-    names = as_optional_list("datasets", datasets) or wd.datasets("runs")
-    if not names:
-        raise NoRunsError(f"no finished runs under {wd.root / 'runs'}: run notebooks/03_train.ipynb first "
-                          f"(with the same workdir={str(wd.root)!r})")
-    out = {}
-    for d in names:
-        path = wd.sweep_results(d)
-        if not path.exists():
-            raise NoRunsError(f"dataset {d!r} has no finished run ({path} does not exist): run "
-                              f"notebooks/03_train.ipynb first (with the same workdir={str(wd.root)!r})")
-        runs = read_json(path)["runs"]
-        if not runs:
-            raise NoRunsError(f"dataset {d!r} has no finished run in {path}: run notebooks/03_train.ipynb")
-        fp = read_json(wd.require(wd.tokens_meta(d))).get("fingerprint")
-        if fp is None:  # a meta.json older than fingerprints: compute it (this needs the training stack)
-            from ..sweep import current_fingerprint
-
-            fp = current_fingerprint(wd, d)
-        stale = [r["run"] for r in runs if r.get("data_fingerprint") != fp]
-        if stale:
-            raise NoRunsError(f"dataset {d!r}: {len(stale)} of {len(runs)} runs in {path} were trained on other "
-                              f"data than {wd.tokens_dir(d)} holds now (e.g. {stale[0]}): re-run "
-                              "notebooks/03_train.ipynb, which retrains them")
-        out[d] = runs
-    return out
-
-
 def run(workdir: str | Path, **params) -> dict:
     """Fit everything for every dataset of the last sweep and write ``results/experiment_results.json``.
 
-    ``workers > 1`` fits the (dataset, architecture) pairs in that many processes. The returned dict also
+    ``n_workers > 1`` fits the (dataset, architecture) pairs in that many processes. The returned dict also
     holds the fit objects under ``_fit`` keys (for plotting); the JSON file holds everything else.
     """
     p = Params.build(workdir=workdir, **params)
@@ -499,7 +463,9 @@ def findings(results: dict) -> dict[str, object]:
             g = ds.get("ground_truth", {}).get(arch)
             if g:
                 # the floor against H*: a relative error and a coverage only where E is identified
-                values[f"{p}_gt_floor"] = ground_truth_sentence(g)
+                largest = max(ds["budgets"][arch], key=lambda b: b["N"])
+                values[f"{p}_gt_floor"] = ground_truth_sentence(
+                    g, best=best["test_loss"], gain=ds["last_doubling_gain"].get(arch, {}).get(largest["size"]))
                 values[f"{p}_gt_fixed_alpha"] = format_ci(g["fixed_floor"], "alpha")
                 values[f"{p}_gt_fixed_beta"] = format_ci(g["fixed_floor"], "beta")
                 values[f"{p}_gt_fixed_r2"] = g["fixed_floor"].get("r2")
@@ -517,12 +483,19 @@ def findings(results: dict) -> dict[str, object]:
     return values
 
 
-def ground_truth_sentence(g: dict) -> str:
+def ground_truth_sentence(g: dict, best: float | None = None, gain: float | None = None) -> str:
     """The fitted floor against H* in words: its value, interval, relative error and whether it covers H*, or
-    why E is no measurement."""
+    why E is no measurement (with the family's ``best`` test loss and what the last doubling of data still
+    ``gain``-ed at its largest size: how far from its floor the grid stops)."""
     E = format_ci(g, "E", ".4f")
     if g["E_rel_error"] is None:
-        return f"E is {E}, so it cannot be held against H*"
+        why = ""
+        if best is not None:
+            why = (f": the family's best test loss is still {best - g['H']:.3f} nats/char above H*"
+                   + (f", and its largest size gained {gain:.3f} nats/char in its last doubling of data"
+                      if gain is not None else "")
+                   + ", so the grid stops before the losses bend towards a floor that the fit could place")
+        return f"E is {E}, so it cannot be held against H*{why}"
     covers = {True: "covers", False: "does not cover"}.get(g["covers"], "has no interval for")
     return f"E = {E}, {100 * g['E_rel_error']:+.1f}% from H*; its interval {covers} H*"
 

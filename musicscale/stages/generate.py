@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from .. import corpus, prompts, render, validity, workers
-from ..analysis import arch_order
-from ..models import ARCHITECTURES, build_model
+from ..artifacts import load_sweep, load_tokenizer
+from ..models import ARCHITECTURES, arch_order, build_model
 from ..params import StageParameters, as_int, as_list, as_optional_list
 from ..prompts import Prompt
 from ..sample import sample_requests, sample_tunes
@@ -45,8 +45,6 @@ from ..workdir import (
     write_json,
     write_text,
 )
-from .analyze import load_sweep
-from .tokenize import load_tokenizer
 
 REFERENCE = "reference"  # the summary row of real held-out tunes
 

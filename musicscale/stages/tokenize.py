@@ -84,12 +84,6 @@ def tokenize_dataset(workdir: str | Path, dataset: str) -> dict:
     return meta
 
 
-def load_tokenizer(workdir: str | Path, dataset: str) -> CharTokenizer:
-    """The tokenizer saved by the tokenize stage."""
-    wd = Workdir(workdir)
-    return CharTokenizer(read_json(wd.require(wd.tokens_meta(dataset)))["vocabulary"])
-
-
 def vocabulary_table(metas: Sequence[dict]):
     """Per dataset and split: vocabulary size, tokens, characters outside the vocabulary, unigram entropy."""
     rows = [{"dataset": m["dataset"], "vocab": m["vocab_size"], "split": s, **m["splits"][s],

@@ -339,7 +339,7 @@ def glue(study: dict, params: Params) -> None:
     its tables."""
     from myst_nb import glue as glue_object
 
-    from ..pipeline import profiles_table
+    from ..profiles import profiles_table  # imports every stage module, this one included: not at import time
 
     longest = replace(params.base_config(), token_budget=params.max_steps * params.batch_size * params.context_length)
     sizes = [describe(a, s, vocab_size=TABLE_VOCAB, context_length=params.context_length)["params_non_embedding"]

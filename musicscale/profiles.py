@@ -1,0 +1,89 @@
+"""The study's profiles: what each runs, as parameters per stage on top of each stage's defaults (the smoke run), and
+the table of them that the reproduce page shows."""
+
+from __future__ import annotations
+
+from . import stages as stage_modules
+
+STAGES = tuple(stage_modules.STAGES)
+
+# Parameters per stage on top of the defaults of each stage's Params (musicscale/stages), which are the smoke run
+# and which each notebook's parameters cell repeats. The data stage's synthetic_train_tokens is set from the train
+# stage's budgets (stage_parameters) unless a profile or an override sets it.
+PROFILES: dict[str, dict[str, dict]] = {
+    "smoke": {},
+    "default": {
+        "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_eval_tunes": 400, "n_workers": 2},
+        "03_train": {
+            # the four sizes up to tiny span the fit of the held-out check in N; medium lies >= 10x beyond them.
+            # Two seeds of every size: the bootstrap redraws the seeds of each size, and the held-out points have a
+            # seed spread. (A third seed of every size took the default report past 25 minutes on 2 cores.)
+            "sizes": ["nano", "micro", "mini", "tiny", "small", "medium"],
+            "context_length": 256, "batch_size": 16, "n_branches": 6,
+            "tokens_per_param": 30, "min_steps": 256, "max_steps": 1024,
+            "lr_factors": [0.25, 0.5, 1.0, 2.0, 4.0], "lr_probe_branches": 3,
+            "extra_seeds": 1, "extra_seed_sizes": ["nano", "micro", "mini", "tiny", "small", "medium"],
+            # the schedule check and the repetition experiment on the study's synthetic dataset where it has one
+            # (else its first dataset / no repetition experiment): a profile never names a dataset
+            "schedule_check": {"arch": "transformer", "size": "tiny", "seeds": 3, "points": 2},
+            # what a repeated token is worth: two sizes per family on 1/4, 1/16 and 1/64 of their D
+            "repetition": {"sizes": ["mini", "tiny"], "factors": [4, 16, 64], "seeds": 2},
+            # why the Transformer trails: its tiny and small runs again with one thing changed, two seeds per arm
+            "ablation": {"sizes": ["tiny", "small"], "seeds": 2},
+            "eval_tokens": 65_536, "n_workers": 2,
+        },
+        "04_analyze": {"n_boot": 500},
+        # prompts from every size (3 prompts x 4), the temperature sweep on the largest (4 temperatures x 16)
+        "05_generate": {"n_samples": 50, "max_new_tokens": 500, "prompt_samples": 4, "temperature_samples": 16},
+    },
+    "gpu": {
+        "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_eval_tunes": 2000, "n_workers": 16},
+        "03_train": {
+            "sizes": ["micro", "tiny", "small", "medium", "large", "xl", "gpu-s", "gpu-m", "gpu-l"],
+            "context_length": 256, "batch_size": 64, "n_branches": 7,
+            "tokens_per_param": 40, "min_steps": 512, "max_steps": 8192,
+            "lr_factors": [0.25, 0.5, 1.0, 2.0, 4.0], "lr_probe_branches": 4,
+            "extra_seeds": 2, "extra_seed_sizes": ["micro", "tiny", "small", "gpu-l"],
+            "schedule_check": {"arch": "transformer", "size": "medium", "seeds": 3, "points": 3},
+            "repetition": {"sizes": ["tiny", "small"], "factors": [4, 16, 64], "seeds": 2},
+            "ablation": {"sizes": ["small", "medium"], "seeds": 3},
+            "eval_tokens": 262_144, "device": "cuda", "n_workers": 1,
+        },
+        "04_analyze": {"n_boot": 2000},
+        "05_generate": {"n_samples": 100, "max_new_tokens": 600, "prompt_samples": 10, "temperature_samples": 50,
+                        "device": "cuda"},
+    },
+}
+
+
+def profiles_table(unique_tokens: dict[str, int] | None = None):
+    """What each profile runs, from :data:`PROFILES` over the stages' defaults (the reproduce page shows it),
+    with the most tokens any branch reads and, for the real corpora of ``unique_tokens`` (dataset -> training
+    tokens of this build), the epochs that makes; the grammar's data are drawn to size (no token read twice)."""
+    from .tables import markdown_table
+
+    rows = []
+    for name, profile in PROFILES.items():
+        p = {stage: {**stage_modules.module(stage).Params.defaults(), **profile.get(stage, {})} for stage in STAGES}
+        data, train = p["01_data"], p["03_train"]
+        reads = stage_modules.module("03_train").synthetic_tokens_needed(**train) - train["context_length"]
+        epochs = [f"{d}: {reads / n:.2g}" for d, n in (unique_tokens or {}).items() if d in data["corpus"]]
+        if "synthetic" in data["corpus"]:
+            epochs.append("synthetic: ≤ 1 (drawn to size)")
+        seeded = [s for s in train["sizes"] if s in train["extra_seed_sizes"]]
+        n_seeds = 1 + train["extra_seeds"]
+        rows.append({
+            "profile": f"`{name}`", "datasets": ", ".join(data["corpus"]), "sizes": ", ".join(train["sizes"]),
+            "seeds": (f"{n_seeds} for {', '.join(seeded)}; 1 for the others" if 0 < len(seeded) < len(train["sizes"])
+                      else str(n_seeds if seeded else 1)),
+            "branches": train["n_branches"], "steps": f"{train['min_steps']:,}–{train['max_steps']:,}",
+            "context": train["context_length"], "rates": len(train["lr_factors"]),
+            "boot": p["04_analyze"]["n_boot"], "samples": p["05_generate"]["n_samples"], "device": train["device"],
+            "reads": reads, "epochs": "; ".join(epochs) or "—"})
+    return markdown_table(rows, [
+        ("profile", "profile", None), ("datasets", "datasets", None), ("sizes", "sizes (each family)", None),
+        ("seeds", "seeds", None), ("branches", "branches", None), ("steps", "longest branch (steps)", None),
+        ("context", "context", None), ("reads", "most tokens a branch reads", ","),
+        ("epochs", "largest epochs (real corpora of this build)", None),
+        ("rates", "rates probed", None), ("boot", "bootstrap draws", ","),
+        ("samples", "samples per model", None), ("device", "device", None)])
