@@ -497,7 +497,11 @@ def ground_truth_sentence(g: dict, best: float | None = None, gain: float | None
                    + ", so the grid stops before the losses bend towards a floor that the fit could place")
         return f"E is {E}, so it cannot be held against H*{why}"
     covers = {True: "covers", False: "does not cover"}.get(g["covers"], "has no interval for")
-    return f"E = {E}, {100 * g['E_rel_error']:+.1f}% from H*; its interval {covers} H*"
+    text = f"E = {E}, {100 * g['E_rel_error']:+.1f}% from H*; its interval {covers} H*"
+    if g["covers"] is False and g["E_rel_error"] < 0:  # a floor no model can reach: the form, not the data, put it
+        text += (": a floor below H* is one no model can reach, so the additive form bends wrongly here (it takes the"
+                 " slowing of the largest runs for a floor) rather than measuring one")
+    return text
 
 
 def holdout_tally(results: dict) -> str:
