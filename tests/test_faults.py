@@ -21,7 +21,7 @@ from musicscale.workdir import Workdir, data_fingerprint, fingerprint, read_json
 
 KW = dict(archs=["transformer", "lstm"], sizes=["micro"], context_length=16, batch_size=8, n_branches=2,
           eval_tokens=512, device="cpu", min_steps=8, max_steps=8, lr_factors=[0.5, 1.0, 2.0], lr_probe_branches=1,
-          lr_max_extensions=0, extra_seeds=0, schedule_check=None)
+          lr_max_extensions=0, extra_seeds=0, schedule_check=None, ablation=None)
 RUN_KEYS = ("context_length", "batch_size", "n_branches", "eval_tokens", "device")
 
 
