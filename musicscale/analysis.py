@@ -20,8 +20,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import holdout, identification, repetition, scaling
+from . import holdout, identification, repetition
+from .fitting import percentile_ci
+from .joint_law import JointFit, fit_joint_law, flag_below_floor, joint_fit, joint_law
 from .models import arch_order
+from .power_law import compute_frontier, fit_compute_law_over_runs, fit_power_law
 from .repetition import FRESH_EPOCHS
 from .workdir import json_safe
 
@@ -82,7 +85,7 @@ def frontier_loss(params: np.ndarray, C: float, n_range: tuple[float, float], fl
     N = np.geomspace(n_range[0], n_range[1], 256)
     D = C / flops(N)
     P = np.atleast_2d(params)
-    loss = scaling.joint_law(tuple(P[:, i, None] for i in range(5)), N[None, :], D[None, :])
+    loss = joint_law(tuple(P[:, i, None] for i in range(5)), N[None, :], D[None, :])
     return loss.min(axis=1)
 
 
@@ -96,25 +99,25 @@ def optimal_size_exponent(params: np.ndarray, C_range: tuple[float, float], n_ra
     P = np.atleast_2d(params)
     logs = []
     for C in C_range:
-        loss = scaling.joint_law(tuple(P[:, i, None] for i in range(5)), N[None, :], (C / flops(N))[None, :])
+        loss = joint_law(tuple(P[:, i, None] for i in range(5)), N[None, :], (C / flops(N))[None, :])
         logs.append(np.log(N[np.argmin(loss, axis=1)]))
     return (logs[1] - logs[0]) / (math.log(C_range[1]) - math.log(C_range[0]))
 
 
 def _interval(values: np.ndarray) -> list[float | None]:
-    return [json_safe(v) for v in scaling._percentile_ci(np.asarray(values)[np.isfinite(values)])]
+    return [json_safe(v) for v in percentile_ci(np.asarray(values)[np.isfinite(values)])]
 
 
 def fit_joint(points: holdout.Points, *, n_boot: int, seed: int, delta: float = 1e-3,
-              start: scaling.JointFit | None = None) -> scaling.JointFit:
+              start: JointFit | None = None) -> JointFit:
     """The joint law on every end-of-cooldown point. The bootstrap resamples whole runs within each size:
     the sizes are the study's design, the seeds its randomness, so a resample is the study rerun with seeds
     drawn again (a size trained at one seed adds no resampling variation, which the report says)."""
-    return scaling.fit_joint_law(points.N, points.D, points.L, groups=points.run, strata=points.N, n_boot=n_boot,
+    return fit_joint_law(points.N, points.D, points.L, groups=points.run, strata=points.N, n_boot=n_boot,
                                  seed=seed, delta=delta, start=start)
 
 
-def joint_summary(fit: scaling.JointFit, runs: Sequence[dict], records: Sequence[dict]) -> dict:
+def joint_summary(fit: JointFit, runs: Sequence[dict], records: Sequence[dict]) -> dict:
     """The joint fit for the JSON file, with what the report derives from it: L(N) with unlimited data and at
     the largest common D for every size, and the compute-optimal exponent (C = 6ND, and this project's
     own FLOPs per token)."""
@@ -154,13 +157,12 @@ def single_budget_fit(runs: Sequence[dict], D: int | None, *, n_boot: int, seed:
     if len(np.unique(N)) < 3:
         out["error"] = f"only {len(np.unique(N))} distinct sizes at D = {D:,}: a 3-parameter law needs 3"
         return out
-    fit = scaling.fit_power_law(N, L, n_boot=n_boot, seed=seed)
+    fit = fit_power_law(N, L, n_boot=n_boot, seed=seed)
     out.update(fit.to_dict())
-    out["_fit"] = fit
     return out
 
 
-def ground_truth(fit: scaling.JointFit, points: holdout.Points, entropy_rate: float, *, n_boot: int,
+def ground_truth(fit: JointFit, points: holdout.Points, entropy_rate: float, *, n_boot: int,
                  seed: int) -> dict:
     """The fitted floor E (with its interval) against the exact entropy rate H*, and the law refitted with
     its floor fixed at H* (``L - H* = A N^-alpha + B D^-beta``)."""
@@ -171,13 +173,13 @@ def ground_truth(fit: scaling.JointFit, points: holdout.Points, entropy_rate: fl
     out = {"H": entropy_rate, "E": fit.E, "E_ci": [json_safe(lo), json_safe(hi)],
            "E_rel_error": None if unknown else (fit.E - entropy_rate) / entropy_rate, "covers": covers,
            "not_identified": unknown}
-    excess = scaling.fit_joint_law(points.N, points.D, points.L, groups=points.run, strata=points.N,
+    excess = fit_joint_law(points.N, points.D, points.L, groups=points.run, strata=points.N,
                                    E=entropy_rate, n_boot=n_boot, seed=seed, start=fit)
     out["fixed_floor"] = {k: v for k, v in excess.to_dict().items() if k not in ("residuals",)}
     return out
 
 
-def sensitivity(fit: scaling.JointFit, records: Sequence[dict]) -> list[dict]:
+def sensitivity(fit: JointFit, records: Sequence[dict]) -> list[dict]:
     """alpha, beta, E and beta/(alpha+beta) of the joint law under other choices: total instead of
     non-embedding parameters, other Huber deltas, and without the smallest size (point estimates, each
     started from the main fit)."""
@@ -191,7 +193,7 @@ def sensitivity(fit: scaling.JointFit, records: Sequence[dict]) -> list[dict]:
     rows = []
     for name, pts, delta, done in variants:
         try:
-            f = done or scaling.fit_joint_law(pts.N, pts.D, pts.L, delta=delta, n_boot=0, start=fit)
+            f = done or fit_joint_law(pts.N, pts.D, pts.L, delta=delta, n_boot=0, start=fit)
         except ValueError as err:
             rows.append({"variant": name, "error": str(err)})
             continue
@@ -232,7 +234,6 @@ def analyze_architecture(runs: Sequence[dict], *, entropy_rate: float | None, n_
         fit = None
     if fit is not None:
         out["joint"] = joint_summary(fit, runs, records)
-        out["joint"]["_fit"] = fit
         out["holdout"] = {}
         for axis, factor in HOLDOUT_FACTORS.items():
             try:
@@ -247,12 +248,11 @@ def analyze_architecture(runs: Sequence[dict], *, entropy_rate: float | None, n_
             out["ground_truth"] = ground_truth(fit, points, entropy_rate, n_boot=n_check, seed=seed)
     out["single_budget"] = single_budget_fit(runs, common_tokens(runs), n_boot=max(20, n_boot // 10), seed=seed)
     curves = compute_points(runs)
-    C_f, L_f = scaling.compute_frontier(np.concatenate([c for c, _ in curves]), np.concatenate([v for _, v in curves]))
+    C_f, L_f = compute_frontier(np.concatenate([c for c, _ in curves]), np.concatenate([v for _, v in curves]))
     entry: dict = {"frontier_flops": C_f.tolist(), "frontier_loss": L_f.tolist()}
     try:
-        cfit = scaling.fit_compute_law_over_runs(curves, n_boot=max(20, n_boot // 10), seed=seed)
+        cfit = fit_compute_law_over_runs(curves, n_boot=max(20, n_boot // 10), seed=seed)
         entry.update(cfit.to_dict())
-        entry["_fit"] = cfit
     except ValueError as err:
         entry["error"] = str(err)
     out["compute"] = entry
@@ -289,7 +289,7 @@ def repeated_points(repeats: Sequence[dict], mains: Sequence[dict]) -> list[repe
     return out
 
 
-def analyze_repetition(repeats: Sequence[dict], mains: Sequence[dict], fit: scaling.JointFit, *, n_boot: int,
+def analyze_repetition(repeats: Sequence[dict], mains: Sequence[dict], fit: JointFit, *, n_boot: int,
                        seed: int) -> dict:
     """R* of one family (:mod:`musicscale.repetition`) given its fresh-data joint law ``fit``, what a repeated
     token is worth, and what the figure draws: the points at each run's longest branch (loss against epochs at
@@ -320,8 +320,8 @@ def analyze_repetition(repeats: Sequence[dict], mains: Sequence[dict], fit: scal
         D = max(p.D for p in pts if p.size == size)
         L_fresh = float(np.mean([p.L_fresh for p in pts if p.size == size and p.D == D]))
         epochs = np.geomspace(1.0, out["max_epochs"], 40)
-        pred = L_fresh + scaling.joint_law(fit.params, N, repetition.effective_data(D, D / epochs, R)) \
-            - scaling.joint_law(fit.params, N, D)
+        pred = L_fresh + joint_law(fit.params, N, repetition.effective_data(D, D / epochs, R)) \
+            - joint_law(fit.params, N, D)
         curves.append({"size": size, "D": D, "epochs": epochs.tolist(), "L": pred.tolist()})
     out["figure"]["curves"] = curves
     return out
@@ -364,7 +364,7 @@ def effective_joint(runs: Sequence[dict], R_star: dict | None, joint: dict, *, n
     return out
 
 
-def architecture_gap(runs: Sequence[dict], fits: dict[str, scaling.JointFit]) -> dict:
+def architecture_gap(runs: Sequence[dict], fits: dict[str, JointFit]) -> dict:
     """The difference ``L_first - L_second`` of the joint laws of the two families in ``fits`` (in its order: the
     registry's, so Transformer − LSTM for the built-in two), with a 95% interval from their
     bootstrap draws (independent resamples of each architecture's runs, paired by index): at the smallest
@@ -437,13 +437,13 @@ def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot:
     for key in ("budgets", "last_doubling_gain", "epochs", "joint", "holdout", "sensitivity", "ground_truth",
                 "single_budget", "compute"):
         out[key] = {a: v[key] for a, v in per_arch.items() if key in v}
-    fits = {a: v["joint"].get("_fit") for a, v in per_arch.items()}
+    fits = {a: joint_fit(v["joint"]) for a, v in per_arch.items()}
     if len(archs) >= 2 and all(fits.get(a) for a in archs[:2]):  # the report's comparison: the first two families
         pair = {a: fits[a] for a in archs[:2]}
         out["architecture_gap"] = architecture_gap([r for r in runs if r["arch"] in pair], pair)
     if entropy_rate is not None:  # every measured point of every run, not only the last
         named = [(f"{r['run']} at D = {p['tokens']:,}", p["test_loss"]) for r in runs for p in r["curve"]]
-        flagged = scaling.flag_below_floor([v for _, v in named], entropy_rate)
+        flagged = flag_below_floor([v for _, v in named], entropy_rate)
         out["below_floor"] = [named[i][0] for i in flagged]
         out["min_test_loss"] = float(min(v for _, v in named))
     return out

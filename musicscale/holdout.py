@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import identification, kaplan_law, scaling
+from . import fitting, identification, kaplan_law
+from .joint_law import JointFit, fit_joint_law, joint_law
 from .workdir import json_safe
 
 AXES = {"N": "D", "D": "N"}  # the axis extrapolated along -> the one held equal
@@ -125,7 +126,7 @@ def baselines(fitted: Points, weights: np.ndarray, targets: Sequence[tuple[float
 
 
 def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: int = 0,
-          delta: float = 1e-3, start: scaling.JointFit | None = None, entropy_rate: float | None = None) -> dict:
+          delta: float = 1e-3, start: JointFit | None = None, entropy_rate: float | None = None) -> dict:
     """The held-out check along ``axis`` (see the module docstring); a dict for ``experiment_results.json``.
 
     ``entropy_rate`` (the dataset's exact H*, if it has one) adds the law with its floor fixed there to the
@@ -145,8 +146,8 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
     obs = np.array([observed[t] for t in targets])
     tN, tD = (np.array([t[i] for t in targets]) for i in (0, 1))
 
-    W, degenerate = scaling.group_resamples(fitted.run, n_boot, seed, [fitted.N, fitted.D], strata=fitted.N)
-    law = scaling.fit_joint_law(fitted.N, fitted.D, fitted.L, groups=fitted.run, delta=delta, start=start,
+    W, degenerate = fitting.group_resamples(fitted.run, n_boot, seed, [fitted.N, fitted.D], strata=fitted.N)
+    law = fit_joint_law(fitted.N, fitted.D, fitted.L, groups=fitted.run, delta=delta, start=start,
                                 resamples=W)
     pred = law.predict(tN, tD)
     errors = {"law": float(np.mean(np.abs(pred - obs))), "flat": float(np.mean(np.abs(flat - obs))),
@@ -154,7 +155,7 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
     advantage = min(errors["flat"], errors["loglinear"]) - errors["law"]
 
     # the held-out seeds are drawn again too, within each held-out size
-    W_held, _ = scaling.group_resamples(held.run, len(W), seed + 1, [], strata=held.N)
+    W_held, _ = fitting.group_resamples(held.run, len(W), seed + 1, [], strata=held.N)
     held_draws = {}  # per resample, the held-out seed means: every form is scored against the same redraw
     for row in law.boot_rows.tolist():
         means = _seed_means(held, W_held[row])
@@ -165,14 +166,14 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
         b_obs = held_draws[row]
         if not (np.all(np.isfinite(b_flat)) and np.all(np.isfinite(b_line))):
             continue  # a resample without two fitted sizes (branches) below some target
-        b_law = np.mean(np.abs(scaling.joint_law(params, tN, tD) - b_obs))
+        b_law = np.mean(np.abs(joint_law(params, tN, tD) - b_obs))
         draws.append(min(np.mean(np.abs(b_flat - b_obs)), np.mean(np.abs(b_line - b_obs))) - b_law)
-    lo, hi = scaling._percentile_ci(np.array(draws))
+    lo, hi = fitting.percentile_ci(np.array(draws))
 
     alternatives: dict = {"kaplan": kaplan_law.fit_kaplan_law(fitted.N, fitted.D, fitted.L, groups=fitted.run,
                                                               delta=delta, resamples=W)}
     if entropy_rate is not None:
-        alternatives["fixed_floor"] = scaling.fit_joint_law(fitted.N, fitted.D, fitted.L, groups=fitted.run,
+        alternatives["fixed_floor"] = fit_joint_law(fitted.N, fitted.D, fitted.L, groups=fitted.run,
                                                             delta=delta, E=entropy_rate, start=start, resamples=W)
     forms = {name: compare_forms(name, law, alt, tN, tD, obs, held_draws) for name, alt in alternatives.items()}
 
@@ -200,7 +201,7 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
     }
 
 
-def compare_forms(name: str, law: scaling.JointFit, alt: kaplan_law.KaplanFit | scaling.JointFit, tN: np.ndarray,
+def compare_forms(name: str, law: JointFit, alt: kaplan_law.KaplanFit | JointFit, tN: np.ndarray,
                   tD: np.ndarray, obs: np.ndarray, held_draws: dict[int, np.ndarray]) -> dict:
     """Another form ``alt`` of the law (fitted on the same points and resamples as the additive ``law``) against
     it on the held-out targets: its error, its advantage (the additive law's error minus its own) with a paired
@@ -210,11 +211,11 @@ def compare_forms(name: str, law: scaling.JointFit, alt: kaplan_law.KaplanFit | 
     error = float(np.mean(np.abs(pred - obs)))
     advantage = float(np.mean(np.abs(law.predict(tN, tD) - obs))) - error
     alt_draws = dict(zip(alt.boot_rows.tolist(), alt.boot_params))
-    alt_of = kaplan_law.kaplan_law if isinstance(alt, kaplan_law.KaplanFit) else scaling.joint_law
-    draws = [np.mean(np.abs(scaling.joint_law(params, tN, tD) - held_draws[row]))
+    alt_of = kaplan_law.kaplan_law if isinstance(alt, kaplan_law.KaplanFit) else joint_law
+    draws = [np.mean(np.abs(joint_law(params, tN, tD) - held_draws[row]))
              - np.mean(np.abs(alt_of(alt_draws[row], tN, tD) - held_draws[row]))
              for params, row in zip(law.boot_params, law.boot_rows.tolist()) if row in alt_draws]
-    lo, hi = scaling._percentile_ci(np.array(draws))
+    lo, hi = fitting.percentile_ci(np.array(draws))
     fit = {k: v for k, v in alt.to_dict().items() if k != "residuals"}
     return {"form": FORMS[name], "error": error, "advantage_over_additive": advantage,
             "ci": [json_safe(lo), json_safe(hi)],

@@ -6,7 +6,7 @@ extrapolation: it has no floor (the loss goes to 0 as N and D grow), and N and D
 effect depends on N: a sum inside a power, not a sum of powers). Whichever form predicts points it was not
 fitted on better is the better description of this task over the range studied.
 
-The fit follows :func:`musicscale.scaling.fit_joint_law`: the Huber loss of ``log L - log L_hat`` minimised with
+The fit follows :func:`musicscale.joint_law.fit_joint_law`: the Huber loss of ``log L - log L_hat`` minimised with
 L-BFGS-B from a small grid of starts, intervals from a bootstrap over whole runs whose resamples are refitted
 from the full-data optimum. The scales are fitted as logarithms relative to the geometric-mean N and D, so that
 they stay positive and are of order one; the exponents lie in [0, ``ALPHA_MAX``] (``alpha_D`` just above 0: it
@@ -23,17 +23,17 @@ from typing import Any
 import numpy as np
 
 from . import identification
-from .scaling import (
+from .fitting import (
     ALPHA_MAX,
-    _as_positive_1d,
-    _best_of,
-    _check_same_length,
-    _huber,
-    _percentile_ci,
-    _r2,
-    _refit,
-    _single_threaded_blas,
+    as_positive_1d,
+    best_of,
+    check_same_length,
     group_resamples,
+    huber,
+    percentile_ci,
+    r2,
+    refit,
+    single_threaded_blas,
 )
 from .workdir import json_safe
 
@@ -77,7 +77,7 @@ class KaplanFit:
 
     def ci(self, name: str, level: float = 0.95) -> tuple[float, float]:
         """The bootstrap percentile interval of one parameter (NaN without draws)."""
-        return _percentile_ci(self.boot_params[:, NAMES.index(name)], level)
+        return percentile_ci(self.boot_params[:, NAMES.index(name)], level)
 
     def predict(self, N: Any, D: Any) -> np.ndarray:
         """Predicted loss at (N, D); arrays broadcast."""
@@ -134,7 +134,7 @@ def _objective(q: np.ndarray, xc: np.ndarray, yc: np.ndarray, logL: np.ndarray,
     v = d0 - yc  # log of the D term
     m = np.logaddexp(u, v)
     wu, wv = np.exp(u - m), np.exp(v - m)
-    f, psi = _huber(logL - alpha_D * m, delta)
+    f, psi = huber(logL - alpha_D * m, delta)
     # d log L_hat / dq: alpha_D m with m = log(e^u + e^v)
     g = -np.array([np.sum(psi * alpha_N * wu), np.sum(psi * wu * s), np.sum(psi * alpha_D * wv),
                    np.sum(psi * (m - wu * u))])
@@ -170,17 +170,17 @@ def fit_kaplan_law(
 ) -> KaplanFit:
     """Fit :func:`kaplan_law` (Huber on log L, L-BFGS-B from a grid) with bootstrap draws.
 
-    The arguments mean what they mean for :func:`musicscale.scaling.fit_joint_law`: ``groups`` (a run per point)
+    The arguments mean what they mean for :func:`musicscale.joint_law.fit_joint_law`: ``groups`` (a run per point)
     makes the bootstrap resample whole runs, ``strata`` within each stratum; ``resamples`` (n_boot, n_points)
     gives the multiplicities instead of drawing them, so that two forms can be refitted on the same resamples
     (``boot_rows`` says which rows the draws come from). Every resample is refitted with L-BFGS-B from the
     full-data optimum (and, failing that, with its exponents halved or doubled); a refit that does not converge
     is counted in ``n_failed`` and left out.
     """
-    N = _as_positive_1d("N", N)
-    D = _as_positive_1d("D", D)
-    L = _as_positive_1d("L", L)
-    _check_same_length(N=N, D=D, L=L)
+    N = as_positive_1d("N", N)
+    D = as_positive_1d("D", D)
+    L = as_positive_1d("L", L)
+    check_same_length(N=N, D=D, L=L)
     n = len(L)
     groups = np.arange(n) if groups is None else np.asarray(groups)
     if len(groups) != n:
@@ -210,8 +210,8 @@ def fit_kaplan_law(
             starts.append(q2)
         return starts
 
-    with _single_threaded_blas():
-        q_best, _, converged = _best_of(_objective, _grid(logL, bounds), bounds, (xc, yc, logL, delta))
+    with single_threaded_blas():
+        q_best, _, converged = best_of(_objective, _grid(logL, bounds), bounds, (xc, yc, logL, delta))
         if resamples is not None:
             W, n_degenerate = np.asarray(resamples, dtype=float).reshape(-1, n), 0
         else:
@@ -220,7 +220,7 @@ def fit_kaplan_law(
         draws, rows, n_failed = [], [], 0
         for row, w in enumerate(W):
             idx = np.repeat(np.arange(n), w.astype(int))
-            q, _, ok = _refit(_objective, around(q_best), bounds, (xc[idx], yc[idx], logL[idx], delta))
+            q, _, ok = refit(_objective, around(q_best), bounds, (xc[idx], yc[idx], logL[idx], delta))
             if ok:
                 draws.append(unpack(q))
                 rows.append(row)
@@ -231,7 +231,7 @@ def fit_kaplan_law(
     pred = kaplan_law(params, N, D)
     scale_bounds = {name: (math.exp(mean - _LOG_SCALE_SPAN), math.exp(mean + _LOG_SCALE_SPAN))
                     for name, mean in (("N_c", x_mean), ("D_c", y_mean))}
-    return KaplanFit(params=params, r2=_r2(L, pred), residuals=[float(r) for r in L - pred], n_points=n,
+    return KaplanFit(params=params, r2=r2(L, pred), residuals=[float(r) for r in L - pred], n_points=n,
                      converged=converged, boot_params=np.array(draws, dtype=float).reshape(-1, 4),
                      boot_rows=np.array(rows, int), n_groups=len(np.unique(groups)), n_failed=n_failed,
                      n_degenerate=n_degenerate, scale_bounds=scale_bounds)

@@ -119,7 +119,7 @@ def run_pipeline(profile: str = "default", workdir: str | Path | None = None, *,
                  book: bool = True, strict: bool = True, root: Path = ROOT) -> dict:
     """Execute the stages in order for a profile, then build the book; returns timings per step.
 
-    ``root`` holds ``_config.yml``, ``_toc.yml`` and ``book/``: the executed notebooks go to
+    ``root`` holds ``_config.yml``, ``_toc.yml``, ``_static/`` and ``book/``: the executed notebooks go to
     ``root/book/stages`` and the book to ``root/_build/html``.
     """
     root = Path(root)

@@ -17,7 +17,9 @@ from matplotlib.figure import Figure
 
 from .analysis import compute_points
 from .identification import format_ci, short
+from .joint_law import joint_fit
 from .models import ARCHITECTURES, arch_order
+from .power_law import PowerLawFit
 from .validity import SHARES
 from .workdir import Workdir, atomic_write
 
@@ -78,7 +80,7 @@ def scaling_laws(results: dict, datasets: Sequence[str] | None = None) -> Figure
         for j, arch in enumerate(archs):
             ax, joint = axes[i][j], results["datasets"][d]["joint"].get(arch, {})
             runs, D = _main_runs(results, d, arch), joint.get("common_D")
-            fit = joint.get("_fit")
+            fit = joint_fit(joint)
             if D is not None:
                 pts = [(r["params_non_embedding"], p["test_loss"]) for r in runs for p in r["curve"]
                        if p["tokens"] == D]
@@ -112,7 +114,7 @@ def architecture_comparison(results: dict, datasets: Sequence[str] | None = None
             ax.set_title(f"{d}: no comparison (both architectures need a joint fit)", fontsize=8)
             continue
         a1, a2 = gap["archs"]
-        f1, f2 = ds["joint"][a1]["_fit"], ds["joint"][a2]["_fit"]
+        f1, f2 = joint_fit(ds["joint"][a1]), joint_fit(ds["joint"][a2])
         D, grid = rows[0]["D"], np.geomspace(rows[0]["at"], rows[-1]["at"], 120)
         k = min(len(f1.boot_params), len(f2.boot_params))
         ax.plot(grid, f1.predict(grid, D) - f2.predict(grid, D), color="black", label=f"{a1} − {a2} at D = {D:,}")
@@ -231,7 +233,7 @@ def compute_frontier(results: dict, datasets: Sequence[str] | None = None) -> Fi
                 ax.scatter(C, L, s=8, alpha=0.4, color=_color(arch))
             ax.plot(entry["frontier_flops"], entry["frontier_loss"], color=_color(arch), marker="o", markersize=3,
                     linewidth=1, label=f"{arch} frontier")
-            fit = entry.get("_fit")
+            fit = PowerLawFit.from_dict(entry) if "boot_params" in entry else None
             if fit is not None:
                 C = np.geomspace(min(entry["frontier_flops"]), max(entry["frontier_flops"]), 200)
                 ax.plot(C, fit.predict(C), color=_color(arch), linestyle="--",
@@ -251,7 +253,7 @@ def joint_law(results: dict, datasets: Sequence[str] | None = None) -> Figure:
     for i, d in enumerate(datasets):
         for j, arch in enumerate(archs):
             ax, joint = axes[i][j], results["datasets"][d]["joint"].get(arch, {})
-            fit = joint.get("_fit")
+            fit = joint_fit(joint)
             if fit is None:
                 ax.set_title(f"{d}: {arch} (no joint fit: {joint.get('error', 'no runs')})", fontsize=8)
                 continue

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from . import scaling
+from .fitting import percentile_ci
+from .joint_law import joint_law
 from .workdir import json_safe
 
 FRESH_EPOCHS = 4.0  # up to about this many epochs repeated data were nearly as good as fresh (Muennighoff et al.)
@@ -105,7 +106,7 @@ def _predict(points: Sequence[RepeatedPoint], law: Sequence[float], R_star: floa
     D = np.array([p.D for p in points])
     U = np.array([p.U for p in points])
     fresh = np.array([p.L_fresh for p in points])
-    return fresh + scaling.joint_law(law, N, effective_data(D, U, R_star)) - scaling.joint_law(law, N, D)
+    return fresh + joint_law(law, N, effective_data(D, U, R_star)) - joint_law(law, N, D)
 
 
 def _fit(points: Sequence[RepeatedPoint], law: Sequence[float]) -> float:
@@ -153,6 +154,6 @@ def fit_repetition(points: Sequence[RepeatedPoint], law: Sequence[float], boot_l
         law_b = law if boot_laws is None or len(boot_laws) == 0 else boot_laws[b % len(boot_laws)]
         boot.append(_fit(drawn, law_b))
     boot_arr = np.array(boot)
-    ci = scaling._percentile_ci(boot_arr) if n_boot else (math.nan, math.nan)
+    ci = percentile_ci(boot_arr) if n_boot else (math.nan, math.nan)
     identified = not at_bound(R_star) and not any(at_bound(v) for v in ci if math.isfinite(v))
     return RepetitionFit(R_star, ci, identified, len(pts), len(runs), n_boot, rmse, rmse_no_cost, boot_arr)

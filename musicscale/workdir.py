@@ -296,6 +296,11 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def json_float(value: float | None) -> float:
+    """A float that :func:`json_safe` wrote, read back: null (NaN or inf) becomes NaN."""
+    return float("nan") if value is None else float(value)
+
+
 def git_commit() -> str | None:
     """The commit of the code that made a result (None outside a git checkout)."""
     try:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from musicscale import plots
+from musicscale.findings import findings
 from musicscale.stages import analyze
 from musicscale.workdir import Workdir, read_json, write_json
 
@@ -109,11 +110,11 @@ def test_figures_and_tables_render(toy_workdir, tmp_path):
                         (analyze.compute_table, 2)):
         text = table(results).data
         assert len(text.splitlines()) == 2 + rows and "toy" in text, table.__name__  # header, rule, rows
-    values = analyze.findings(results)
+    values = findings(results)
     alpha = results["datasets"]["toy"]["joint"]["transformer"]["alpha"]
-    assert values["toy_transformer_joint_alpha"].startswith(f"{alpha:.3f} [")  # the value with its interval
-    assert "the law predicts better" in values["toy_transformer_holdout_N_summary"]
-    assert values["toy_gap_largest_N"].startswith("the transformer is lower")
+    assert f"α = {alpha:.3f} [" in values["toy_transformer_joint_law"]  # the value with its interval
+    assert "the law predicts better" in values["toy_transformer_holdout_N"]
+    assert "at the largest N, the transformer is lower" in values["toy_gap"]
     assert re.search(r"its interval (covers|does not cover) H\*|cannot be held against H\*",
                      values["toy_transformer_gt_floor"])
 

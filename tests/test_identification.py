@@ -8,10 +8,12 @@ import pytest
 
 from musicscale import identification
 from musicscale.analysis import ground_truth
+from musicscale.findings import ground_truth_sentence
+from musicscale.fitting import ALPHA_MAX
 from musicscale.holdout import Points
 from musicscale.identification import Bound, format_ci, not_identified
-from musicscale.scaling import ALPHA_MAX, fit_joint_law, fit_power_law
-from musicscale.stages.analyze import ground_truth_sentence
+from musicscale.joint_law import fit_joint_law
+from musicscale.power_law import fit_power_law
 
 
 def _grid(seeds: int = 2):

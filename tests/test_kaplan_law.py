@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from musicscale import holdout, identification
+from musicscale import findings, holdout, identification
 from musicscale.kaplan_law import NAMES, fit_kaplan_law, kaplan_law
 from musicscale.stages import analyze
 
@@ -46,7 +46,7 @@ def test_the_fit_recovers_an_exact_kaplan_law():
 
 def test_the_bootstrap_refits_the_given_resamples_and_covers_the_truth():
     pts = study(lambda N, D: kaplan_law(KAPLAN, N, D))
-    from musicscale.scaling import group_resamples
+    from musicscale.fitting import group_resamples
 
     W, _ = group_resamples(pts.run, 100, 0, [pts.N, pts.D], strata=pts.N)
     fit = fit_kaplan_law(pts.N, pts.D, pts.L, groups=pts.run, resamples=W)
@@ -110,9 +110,9 @@ def test_the_forms_read_as_a_table_and_sentences():
     table = analyze.forms_table(results).data.splitlines()
     assert len(table) == 2 + 2 + 1  # header, rule, one row per form of the check that ran, one for the other
     assert "Kaplan's form" in table[2] and "the additive law" in table[2] and "not run" in table[4]
-    summary = analyze.forms_summary(checks)
+    summary = findings.forms_summary(checks)
     assert summary.startswith("in N, Kaplan's form errs by") and summary.endswith("in D, the check could not run")
     assert "the additive law predicts better" in summary
-    tally = analyze.forms_verdict(results)
+    tally = findings.forms_verdict(results)
     assert tally.startswith("against Kaplan's form, the additive law predicts the held-out points better beyond "
                             "noise in 1 of 1 check, Kaplan's form in 0 and neither in 0")

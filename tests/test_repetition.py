@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from musicscale import repetition
+from musicscale.joint_law import joint_law
 from musicscale.repetition import RepeatedPoint, effective_data, fit_repetition, worth_of_epoch
-from musicscale.scaling import joint_law
 
 LAW = (1.0, 40.0, 0.4, 300.0, 0.35)  # E, A, alpha, B, beta
 

@@ -191,8 +191,8 @@ def _number(text: str) -> float:
 def test_no_interval_is_a_search_bound_and_no_fit_worse_than_its_threshold_is_a_result(smoke_report):
     """What a reader sees: no interval collapsed to a point, no floor or exponent interval that ends on a bound of
     its search (0, or 5 for an exponent), and no row of a fit whose R² is below the threshold without "no fit"."""
+    from musicscale.fitting import ALPHA_MAX
     from musicscale.identification import R2_MIN
-    from musicscale.scaling import ALPHA_MAX
 
     root, _ = smoke_report
     for page in pages(root):
@@ -228,3 +228,62 @@ def test_the_findings_cite_the_ablation_table(smoke_report):
     table = next(t for t in analyze.select(".cell_output table") if "gap closed" in t.get_text())
     arms = [tr.select("td")[3].get_text(strip=True) for tr in table.select("tbody tr")]
     assert arms[:2] == ["baseline", "budget ×4"] and {"no-positions", "one-head"} <= set(arms)
+
+
+def test_every_analysis_figure_is_redrawn_from_the_saved_results_alone(smoke_report, tmp_path):
+    """The figures of the train and analyze pages from ``experiment_results.json`` and nothing else (no run
+    folder, no live fit object): a reader of the JSON file can redraw what the report shows, bit for bit."""
+    import shutil
+
+    from musicscale import plots
+
+    root, _ = smoke_report
+    saved = Workdir(root / "work")
+    alone = Workdir(tmp_path / "work")
+    alone.results_dir.mkdir(parents=True)
+    shutil.copy(saved.experiment_results, alone.experiment_results)
+    results = read_json(alone.experiment_results)
+    searches = [s for ds in results["datasets"].values() for arch in ds["lr_search"].values() for s in arch]
+    drawn = {"lr_search": searches}
+    drawn |= {name: results for name in ("joint_law", "scaling_laws", "holdout", "architecture_comparison",
+                                         "training_curves", "compute_frontier", "repetition")}
+    for name, data in drawn.items():
+        plots.draw(name, data, alone.root)
+        assert alone.figure(name).stat().st_size > 0, name
+        if name != "lr_search":  # the same figure from the same numbers: the stage drew it from its live results
+            assert alone.figure(name).read_bytes() == saved.figure(name).read_bytes(), name
+
+
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`(?:[^`]*::)?(\w+)(?::[^`]*)?`")
+GLUE_DIRECTIVE = re.compile(r"```\{glue(?::\w+)?\}\s+(\w+)")
+
+
+def test_every_glue_name_the_book_cites_is_written_out_in_the_code(smoke_report):
+    """A maintainer who reads a number in the book greps its glue name and finds where it is glued: the name itself,
+    or (for ``<dataset>_<family>_<finding>`` names) every part that is not a dataset or family name, in quotes."""
+    from pathlib import Path
+
+    import nbformat
+
+    import musicscale
+    from musicscale.models import ARCHITECTURES
+
+    root, _ = smoke_report
+    texts = [p.read_text() for p in (root / "book").glob("*.md")]
+    for nb in (root / "book" / "stages").glob("*.ipynb"):
+        texts += [c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "markdown"]
+    names = {m for t in texts for pattern in (GLUE_ROLE, GLUE_DIRECTIVE) for m in pattern.findall(t)}
+    assert len(names) > 30  # the parse found the references
+    source = "\n".join(p.read_text() for p in Path(musicscale.__file__).parent.rglob("*.py"))
+    datasets = read_json(Workdir(root / "work").experiment_results)["datasets"]
+    prefixes = re.compile("|".join(sorted(map(re.escape, [*datasets, *ARCHITECTURES]), key=len, reverse=True)))
+    missing = []
+    for name in sorted(names):
+        pieces = [p for p in prefixes.split(name) if p.strip("_")]
+        if pieces == [name]:
+            found = f'"{name}"' in source
+        else:  # the finding's own part, written out where the name is built: f"{p}_joint_law"
+            found = all(p in source for p in pieces) and f'{pieces[-1]}"' in source
+        if not found:
+            missing.append(name)
+    assert not missing, f"glue names cited in the book that no code in musicscale/ writes out: {missing}"

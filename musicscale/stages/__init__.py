@@ -5,7 +5,7 @@ cell repeats them and ``profiles.PROFILES`` overrides them), ``run(workdir, **pa
 checks every parameter before any work, then writes the stage's artifacts under ``workdir``) and the tables
 and glued values its notebook shows. The notebooks call these, and :mod:`musicscale.plots` for figures.
 The computations live in the modules of the package root (``corpus``, ``grammar``, ``tokenizer``, ``models``,
-``train``, ``scaling``, ``holdout``, ``analysis``, ``validity``, ``render``), which know nothing of the
+``train``, ``joint_law``, ``holdout``, ``analysis``, ``validity``, ``render``), which know nothing of the
 workdir's layout (they read and write the paths they are given); ``sweep`` runs a set of runs into it, and
 ``workdir`` names every path.
 """

@@ -5,14 +5,13 @@ the findings the book's prose cites.
 
 from __future__ import annotations
 
-import math
 import platform
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__, ablation, holdout, identification, repetition
+from .. import __version__, ablation
 from ..analysis import (
     HOLDOUT_FACTORS,
     analyze_dataset,
@@ -23,9 +22,10 @@ from ..analysis import (
     effective_joint,
 )
 from ..artifacts import NoRunsError, load_sweep  # noqa: F401 (NoRunsError: what run raises)
+from ..findings import findings
 from ..identification import format_ci
+from ..joint_law import joint_fit
 from ..params import StageParameters, as_int, as_optional_list
-from ..report import and_list
 from ..tables import glue_text, markdown_table
 from ..workdir import Workdir, git_commit, read_json, write_json
 
@@ -48,8 +48,9 @@ class Params(StageParameters):
 def run(workdir: str | Path, **params) -> dict:
     """Fit everything for every dataset of the last sweep and write ``results/experiment_results.json``.
 
-    ``n_workers > 1`` fits the (dataset, architecture) pairs in that many processes. The returned dict also
-    holds the fit objects under ``_fit`` keys (for plotting); the JSON file holds everything else.
+    ``n_workers > 1`` fits the (dataset, architecture) pairs in that many processes. The returned dict is what
+    the JSON file holds: every fit with its bootstrap draws, so that :mod:`musicscale.plots` redraws every figure
+    from the file alone (``JointFit.from_dict``).
     """
     p = Params.build(workdir=workdir, **params)
     n_boot, seed = p.n_boot, p.seed
@@ -81,9 +82,9 @@ def run(workdir: str | Path, **params) -> dict:
         if wd.repetition(dataset).exists():
             repeats = read_json(wd.repetition(dataset))
             ds["repetition"] = {a: analyze_repetition([r for r in repeats if r["arch"] == a],
-                                                      [r for r in runs if r["arch"] == a], v["joint"]["_fit"],
+                                                      [r for r in runs if r["arch"] == a], joint_fit(v["joint"]),
                                                       n_boot=n_boot, seed=seed)
-                                for a, v in per_arch.items() if v["joint"].get("_fit") is not None}
+                                for a, v in per_arch.items() if joint_fit(v["joint"]) is not None}
         if wd.ablation(dataset).exists():
             ds["ablation"] = analyze_ablation(read_json(wd.ablation(dataset)), per_arch)
     # the real corpora's laws on effective data, with the R* each family showed where the truth is known
@@ -94,15 +95,16 @@ def run(workdir: str | Path, **params) -> dict:
                 a: effective_joint([r for r in runs if r["arch"] == a], measured.get(a), joint, n_boot=n_boot,
                                    seed=seed)
                 for a, joint in results["datasets"][dataset]["joint"].items()}
-    write_json(wd.experiment_results, strip_private(results))
+    write_json(wd.experiment_results, results)
     return results
 
 
 def analyze_ablation(records: Sequence[dict], per_arch: dict[str, dict]) -> dict:
     """The ablation's arms against their baseline, with the gap to the first other family's joint law."""
     family = records[0]["arch"]
-    other = next((a for a, v in per_arch.items() if a != family and v["joint"].get("_fit") is not None), None)
-    law = (lambda N, D: float(per_arch[other]["joint"]["_fit"].predict(N, D))) if other else None
+    laws = {a: fit for a, v in per_arch.items() if a != family and (fit := joint_fit(v["joint"])) is not None}
+    other = next(iter(laws), None)
+    law = (lambda N, D: float(laws[other].predict(N, D))) if other else None
     return ablation.summary(ablation.compare_arms(records, law), family, other)
 
 
@@ -122,15 +124,6 @@ def ablation_table(results: dict):
         ("what", "what changed", None), ("D", "D (tokens)", ","), ("n_seeds", "seeds", None),
         ("loss", "test loss (nats/char)", ".4f"), ("diff", "− baseline [95% CI]", None), ("verdict", "verdict", None),
         ("gap", "gap to the other family's law", "+.3f"), ("closed_s", "gap closed", None)])
-
-
-def strip_private(obj):
-    """``obj`` without the ``_fit`` entries (fit objects are for plotting, not for the JSON file)."""
-    if isinstance(obj, dict):
-        return {k: strip_private(v) for k, v in obj.items() if not k.startswith("_")}
-    if isinstance(obj, list):
-        return [strip_private(v) for v in obj]
-    return obj
 
 
 def _rows(results: dict, key: str):
@@ -219,38 +212,6 @@ def forms_table(results: dict):
         ("additive", "additive law error (nats)", ".4f"), ("error", "form's error", ".4f"),
         ("advantage", "additive − form error [95% CI]", None), ("better", "better beyond noise", None),
         ("at_bound", "form's parameters at a bound", None)])
-
-
-def forms_summary(checks: dict) -> str:
-    """The held-out checks of one family (axis -> check) in a sentence: per axis, each other form's error against
-    the additive law's and the verdict, or why the check did not run."""
-    parts = []
-    for axis, h in checks.items():
-        if "error" in h:
-            parts.append(f"in {axis}, the check could not run")  # why is in its own summary
-            continue
-        forms = [f"{f['form']} errs by {f['error']:.4f} nats/char against the additive law's {h['law_error']:.4f}: "
-                 f"{f['verdict']}" for f in h.get("forms", {}).values()]
-        parts.append(f"in {axis}, " + "; ".join(forms) if forms else f"in {axis}, no other form was compared")
-    return "; ".join(parts) if parts else "no held-out check ran"
-
-
-def forms_verdict(results: dict) -> str:
-    """Across every held-out check of the build, per other form: in how many the additive law predicts better
-    beyond noise, in how many the form does, and in how many neither."""
-    tally: dict[str, dict] = {}
-    for _, _, checks in _rows(results, "holdout"):
-        for h in checks.values():
-            for key, f in h.get("forms", {}).items():
-                count = tally.setdefault(key, {"additive": 0, key: 0, None: 0})
-                count[f["better"]] += 1
-    parts = []
-    for key, count in tally.items():
-        label, n = holdout.FORMS[key], sum(count.values())
-        parts.append(f"against {label}, the additive law predicts the held-out points better beyond noise in "
-                     f"{count['additive']} of {n} check{'s' * (n != 1)}, {label} in {count[key]} and neither in "
-                     f"{count[None]}")
-    return "; ".join(parts) if parts else "no held-out check ran, so no form of the law was compared"
 
 
 def ground_truth_table(results: dict):
@@ -360,39 +321,6 @@ def _not_identified(e: dict) -> str:
             f"the search bound {hi if e['bound_reached'] == 'upper' else lo:g})")
 
 
-def repetition_worth(results: dict) -> str:
-    """One sentence per family: what a repeated token is worth against a fresh one, from the fitted R*."""
-    parts = []
-    for _, arch, e in _rows(results, "repetition"):
-        if "error" in e:
-            parts.append(f"for the {arch}, R* was not fitted ({e['error']})")
-        elif not e["identified"]:
-            lo_bound, hi_bound = e["bounds"]
-            lo = e["R_star_ci"][0]
-            if e["bound_reached"] == "lower":
-                parts.append(f"for the {arch}, R* is not identified: its fit reaches the lower bound of the search "
-                             f"({lo_bound:g}), so a repeated token is worth next to nothing")
-            elif lo is None or repetition.at_bound(lo):
-                parts.append(f"for the {arch}, R* is not identified: its fit and its whole interval lie at the upper "
-                             f"bound of the search ({hi_bound:g}), so up to the experiment's {e['max_epochs']:.0f} "
-                             "epochs a repeated token costs nothing it can detect")
-            else:
-                parts.append(f"for the {arch}, R* is bounded from below only: R* ≥ {lo:.0f} (the lower end of its 95% "
-                             f"interval; the upper end reaches the search bound {hi_bound:g}), so up to the "
-                             f"experiment's {e['max_epochs']:.0f} epochs a token read for the sixteenth time is worth "
-                             f"at least {repetition.worth_of_epoch(16, lo):.2f} of a fresh one")
-        else:
-            w2, w4, w16 = (e["worth"][k] for k in ("2", "4", "16"))
-            R, (lo, hi) = e["R_star"], e["R_star_ci"]
-            parts.append(
-                f"for the {arch}, R* = {R:.2f} [{lo:.2f}, {hi:.2f}]: a token read for the second time is worth "
-                f"{w2['value']:.2f} [{w2['ci'][0]:.2f}, {w2['ci'][1]:.2f}] of a fresh one, for the fourth time "
-                f"{w4['value']:.2f} [{w4['ci'][0]:.2f}, {w4['ci'][1]:.2f}] and for the sixteenth "
-                f"{w16['value']:.2f} [{w16['ci'][0]:.2f}, {w16['ci'][1]:.2f}]; sixteen epochs of U unique tokens "
-                f"are worth {1 + R * -math.expm1(-15 / R):.1f} U of fresh data, not 16 U")
-    return "; ".join(parts) if parts else "no repetition experiment in this build"
-
-
 def effective_table(results: dict):
     """Per real corpus and family: the joint law on effective data D' (or within the fresh range of epochs)
     beside the law on D as read, with the largest epochs of its points."""
@@ -408,189 +336,13 @@ def effective_table(results: dict):
         ("E", "E, on D' [95% CI]", None), ("beta0", "β, on D", None), ("beta", "β, on D'", None)])
 
 
-def effective_summary(results: dict) -> str:
-    """One sentence per real corpus and family: how far its largest epochs go and what D' changes."""
-    parts = []
-    for d, arch, e in _rows(results, "joint_effective"):
-        j = results["datasets"][d]["joint"].get(arch, {})
-        if "error" in e or j.get("beta") is None:
-            parts.append(f"{d} {arch}: not fitted ({e.get('error', 'no joint law on D')})")
-            continue
-        how = (f"on D' with R* = {e['R_star']:.2f}" if e["R_star"] is not None
-               else "on the points within the fresh range only")
-        how += (f" ({e['n_left_out']} points beyond the measured epochs left out)" if e["n_left_out"]
-                else " (every point lies in it: the fit on D)" if e["R_star"] is None else "")
-        parts.append(f"{d} {arch} (at most {e['max_epochs']:.2f} epochs): fitted {how}, β {format_ci(e, 'beta')} "
-                     f"against {format_ci(j, 'beta')} on D, floor E {format_ci(e, 'E')} against {format_ci(j, 'E')}")
-    return "; ".join(parts) if parts else "no real corpus in this build"
-
-
-def findings(results: dict) -> dict[str, object]:
-    """The numbers and verdicts the report's prose cites, by glue name (``<dataset>_<arch>_<quantity>``)."""
-    values: dict[str, object] = {"n_runs": len(results["runs"]), "n_boot": results["parameters"]["n_boot"],
-                                 "holdout_factor_N": HOLDOUT_FACTORS["N"], "holdout_factor_D": HOLDOUT_FACTORS["D"]}
-    for d, ds in results["datasets"].items():
-        ratios = [b["D_per_N"] for bs in ds["budgets"].values() for b in bs]
-        values[f"{d}_min_tokens_per_param"], values[f"{d}_max_tokens_per_param"] = min(ratios), max(ratios)
-        for arch, j in ds["joint"].items():
-            p = f"{d}_{arch}"
-            opt = j.get("optimal_exponents") or {}
-            # each with its interval, or why it is no measurement (musicscale.identification)
-            for key, src in (("E", j), ("alpha", j), ("beta", j)):
-                values[f"{p}_joint_{key}"] = format_ci(src, key) if "error" not in j else f"not fitted ({j['error']})"
-            for key in ("a", "a_own_flops"):
-                values[f"{p}_joint_{key}"] = format_ci(opt, key, ".2f") if opt else "not fitted"
-            values[f"{p}_joint_r2"] = j.get("r2")
-            sizes = [b["N"] for b in ds["budgets"].get(arch, [])]
-            values[f"{p}_N_min"], values[f"{p}_N_max"] = (min(sizes), max(sizes)) if sizes else (None, None)
-            values[f"{p}_joint_draws"], values[f"{p}_joint_failed"] = j.get("n_boot"), j.get("n_failed")
-            checks = ds.get("holdout", {}).get(arch, {})
-            if any("forms" in h for h in checks.values()):  # a check that did not run says why in its summary
-                values[f"{p}_forms"] = forms_summary(checks)
-            for axis, h in ds.get("holdout", {}).get(arch, {}).items():
-                q = f"{p}_holdout_{axis}"
-                values[f"{q}_summary"] = holdout_summary(h)
-                for key in ("law_error", "flat_error", "loglinear_error", "seed_sd", "extrapolation"):
-                    values[f"{q}_{key}"] = h.get(key)
-            runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch]
-            best = min(runs, key=lambda r: r["test_loss"])
-            values[f"{p}_best_test"], values[f"{p}_best_bpc"] = best["test_loss"], best["test_bpc"]
-            single = ds["single_budget"].get(arch, {})
-            values[f"{p}_single_alpha"] = format_ci(single, "alpha") if "alpha" in single else None
-            values[f"{p}_single_D"] = single.get("D")
-            compute = ds["compute"].get(arch, {})
-            values[f"{p}_compute_alpha"] = format_ci(compute, "alpha") if "alpha" in compute else None
-            g = ds.get("ground_truth", {}).get(arch)
-            if g:
-                # the floor against H*: a relative error and a coverage only where E is identified
-                largest = max(ds["budgets"][arch], key=lambda b: b["N"])
-                values[f"{p}_gt_floor"] = ground_truth_sentence(
-                    g, best=best["test_loss"], gain=ds["last_doubling_gain"].get(arch, {}).get(largest["size"]))
-                values[f"{p}_gt_fixed_alpha"] = format_ci(g["fixed_floor"], "alpha")
-                values[f"{p}_gt_fixed_beta"] = format_ci(g["fixed_floor"], "beta")
-                values[f"{p}_gt_fixed_r2"] = g["fixed_floor"].get("r2")
-        for arch, gains in ds["last_doubling_gain"].items():
-            if gains:
-                values[f"{d}_{arch}_gain_largest"] = gains.get(max(ds["budgets"][arch], key=lambda b: b["N"])["size"])
-                values[f"{d}_{arch}_gain_smallest"] = gains.get(min(ds["budgets"][arch], key=lambda b: b["N"])["size"])
-        for r in (ds.get("architecture_gap") or {}).get("rows", []):
-            values[f"{d}_gap_{r['where'].replace(' ', '_')}"] = r["verdict"]
-        if ds.get("entropy_rate") is not None:
-            values[f"{d}_entropy_rate"] = ds["entropy_rate"]
-            values[f"{d}_min_test"] = ds["min_test_loss"]
-            values[f"{d}_n_below_floor"] = len(ds["below_floor"])
-    values["forms_verdict"] = forms_verdict(results)
-    return values
-
-
-def ground_truth_sentence(g: dict, best: float | None = None, gain: float | None = None) -> str:
-    """The fitted floor against H* in words: its value, interval, relative error and whether it covers H*, or
-    why E is no measurement (with the family's ``best`` test loss and what the last doubling of data still
-    ``gain``-ed at its largest size: how far from its floor the grid stops)."""
-    E = format_ci(g, "E", ".4f")
-    if g["E_rel_error"] is None:
-        why = ""
-        if best is not None:
-            why = (f": the family's best test loss is still {best - g['H']:.3f} nats/char above H*"
-                   + (f", and its largest size gained {gain:.3f} nats/char in its last doubling of data"
-                      if gain is not None else "")
-                   + ", so the grid stops before the losses bend towards a floor that the fit could place")
-        return f"E is {E}, so it cannot be held against H*{why}"
-    covers = {True: "covers", False: "does not cover"}.get(g["covers"], "has no interval for")
-    text = f"E = {E}, {100 * g['E_rel_error']:+.1f}% from H*; its interval {covers} H*"
-    if g["covers"] is False and g["E_rel_error"] < 0:  # a floor no model can reach: the form, not the data, put it
-        text += (": a floor below H* is one no model can reach, so the additive form bends wrongly here (it takes the"
-                 " slowing of the largest runs for a floor) rather than measuring one")
-    return text
-
-
-def holdout_tally(results: dict) -> str:
-    """Across every held-out check of the build: how many the law wins beyond noise, and, for the rest, which
-    law fails to predict and by how much (its error against the better baseline's)."""
-    won, lost, even, not_run = [], [], [], 0
-    for d, arch, checks in _rows(results, "holdout"):
-        for axis, h in checks.items():
-            if "error" in h:
-                not_run += 1
-                continue
-            name = f"{d} {_label(arch)} in {axis}"
-            lo, hi = h["advantage_ci"]
-            base = min(h["flat_error"], h["loglinear_error"])
-            if lo is not None and lo > 0 and not identification.collapsed((lo, hi)):
-                won.append(name)
-            elif hi is not None and hi < 0:
-                lost.append(f"{name} (errs by {h['law_error']:.3f} nats/char against {base:.3f})")
-            else:
-                even.append(f"{name} ({h['law_error']:.3f} against {base:.3f})")
-    ran = len(won) + len(lost) + len(even)
-    if not ran:
-        return "no held-out check could run in this build"
-    text = f"the law beats the better baseline beyond noise in {len(won)} of the {ran} held-out checks that ran"
-    if lost:
-        text += "; a baseline predicts better in " + and_list(lost)
-    if even:
-        text += "; within noise of it in " + and_list(even)
-    return text + (f" ({not_run} could not run)" if not_run else "")
-
-
-def holdout_summary(h: dict) -> str:
-    """One held-out check in a sentence: the errors, the seed spread and the verdict, or why it did not run."""
-    if "error" in h:
-        return f"could not run ({h['error']})"
-    sd = "one seed only" if h["seed_sd"] is None else f"{h['seed_sd']:.4f}"
-    return (f"the law errs by {h['law_error']:.4f} nats/char, the baselines by {h['flat_error']:.4f} (no further "
-            f"improvement) and {h['loglinear_error']:.4f} (log-log line), the seeds differ by {sd}: {h['verdict']}")
 
 
 def glue(results: dict) -> None:
-    """Glue every finding (myst-nb) as formatted text, so that the book's prose cites computed values,
-    never typed ones; a missing number reads "n/a (...)" with the reason, never "nan"."""
-    for name, value in findings(results).items():
-        glue_text(name, value, _finding_spec(name), missing=_finding_missing(name))
-    glue_text("holdout_tally", holdout_tally(results))
-    glue_text("repetition_worth", repetition_worth(results))
-    for d, ds in results["datasets"].items():
-        if ds.get("ablation"):
-            glue_text(f"{d}_ablation", ablation.sentence(ds["ablation"], _label))
-            glue_text(f"{d}_ablation_verdict", ablation.overall(ds["ablation"], _label))
-    glue_text("repetition_effective_law", effective_summary(results))
-
-
-def _label(arch: str | None) -> str:
-    """How the prose names a family (its registry label)."""
-    from ..models import ARCHITECTURES
-
-    return ARCHITECTURES[arch].label if arch in ARCHITECTURES else str(arch)
-
-
-def _finding_spec(name: str) -> str:
-    """The display format of a finding, by its glue name."""
-    if name.endswith(("entropy_rate", "min_test", "_error", "_seed_sd")):
-        return ".4f"
-    if name.endswith(("tokens_per_param", "_single_D", "_N_min", "_N_max")):
-        return ",.0f"
-    if name.startswith("holdout_factor"):
-        return "g"
-    if name.endswith(("_pct", "extrapolation")):
-        return ".1f"
-    if name.startswith("n_") or "_n_" in name or name.endswith(("_draws", "_failed")):
-        return "d"
-    return ".3f"
-
-
-def _finding_missing(name: str) -> str:
-    """Why a finding can be missing, for the reader."""
-    if "_joint_" in name or "_gt_" in name:
-        return "the joint L(N, D) fit did not converge or has no interval"
-    if "_holdout_" in name:
-        return "the held-out check could not run"
-    if "_compute_" in name:
-        return "no L(C) fit"
-    if "_single_" in name:
-        return "no single-budget fit"
-    if "_seed_sd" in name:
-        return "one seed only"
-    return "not measured"
+    """Glue every finding (myst-nb) as the text the book's prose cites (:func:`musicscale.findings.findings`), so
+    that the prose cites computed values, never typed ones."""
+    for name, text in findings(results).items():
+        glue_text(name, text)
 
 
 def floor_check(results: dict):

@@ -841,7 +841,7 @@ def galleries(workdir: str | Path, summaries: Sequence[dict], **kwargs):
 
 def validity_fits(summaries: Sequence[dict], seed: int = 0, n_boot: int = 200) -> list[dict]:
     """Fit ``1 - bars correct = a N^-alpha + c`` per dataset and architecture where >= 3 sizes have errors."""
-    from ..scaling import fit_power_law
+    from ..power_law import fit_power_law
 
     rows = []
     for d in dict.fromkeys(s["dataset"] for s in summaries):

@@ -344,11 +344,12 @@ def glue(study: dict, params: Params) -> None:
     longest = replace(params.base_config(), token_budget=params.max_steps * params.batch_size * params.context_length)
     sizes = [describe(a, s, vocab_size=TABLE_VOCAB, context_length=params.context_length)["params_non_embedding"]
              for a, s in itertools.product(params.archs, params.sizes)]
-    design = dict(n_branches=params.n_branches, context_length=params.context_length,
-                  tokens_per_param=params.tokens_per_param, cooldown_pct=100 * params.cooldown_frac,
-                  fork_pct=100 * (1 - params.cooldown_frac), eval_tokens=params.eval_tokens,
-                  weight_decay=longest.weight_decay, grad_clip=longest.grad_clip, N_min=min(sizes), N_max=max(sizes),
-                  table_vocab=TABLE_VOCAB, n_sizes=len(params.sizes))
+    design = {"train_n_branches": params.n_branches, "train_context_length": params.context_length,
+              "train_tokens_per_param": params.tokens_per_param, "train_cooldown_pct": 100 * params.cooldown_frac,
+              "train_fork_pct": 100 * (1 - params.cooldown_frac), "train_eval_tokens": params.eval_tokens,
+              "train_weight_decay": longest.weight_decay, "train_grad_clip": longest.grad_clip,
+              "train_N_min": min(sizes), "train_N_max": max(sizes), "train_table_vocab": TABLE_VOCAB,
+              "train_n_sizes": len(params.sizes)}
     _glue_study(study, context_coverage(params.workdir, params.context_length), design)
     glue_text("train_branch_cost", schedule_cost(longest), ".2f")
     glue_text("train_adam_betas", "(" + ", ".join(f"{b:g}" for b in ADAM_BETAS) + ")")
@@ -373,8 +374,8 @@ def context_coverage(workdir: str | Path, context_length: int) -> list[dict]:
 
 def _glue_study(study: dict, coverage: Sequence[dict], parameters: dict) -> None:
     """Glue what the methods page cites about the training design (names prefixed ``train_``)."""
-    for name, value in parameters.items():
-        glue_text(f"train_{name}", value, ",g")
+    for name, value in parameters.items():  # each name written out where the design is gathered
+        glue_text(name, value, ",g")
     for row in coverage:
         glue_text(f"train_{row['dataset']}_longest_test_tune", row["longest"], ",")
         glue_text(f"train_{row['dataset']}_context_covers", "covers every test tune" if row["covered"] else
