@@ -1,5 +1,5 @@
 """Why one family trails another: its main runs against the same runs with one thing changed (the arms of
-:func:`musicscale.sweep.ablation_arms`: a longer budget, another rate at the full budget, a model variant).
+:func:`musicscale.design.ablation_arms`: a longer budget, another rate at the full budget, a model variant).
 
 Each arm is compared with the baseline at the same size by the difference of mean test losses over seeds (at the
 end of each run's longest branch). Its 95% interval is Student's t with the seed variance pooled over every arm of

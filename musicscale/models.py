@@ -119,9 +119,9 @@ class Architecture:
     lr: float  # the centre of the per-size learning-rate search, and the rate of a run given none
     color: str  # its colour in every figure
     label: str  # how figures and tables name it
-    # named changes to its size configs that the ablation trains (sweep.ablation_specs): name -> (fields, what)
+    # named changes to its size configs that the ablation trains (design.ablation_specs): name -> (fields, what)
     variants: dict[str, tuple[dict, str]] = field(default_factory=dict, repr=False)
-    budget_factor: float = 1.0  # its runs' budgets: this times the study's tokens_per_param (sweep.token_budget)
+    budget_factor: float = 1.0  # its runs' budgets: this times the study's tokens_per_param (design.token_budget)
 
     def size_config(self, size: str, variant: str | None = None):
         """The config of a named size, with a named variant's changes applied."""

@@ -8,7 +8,7 @@ Muennighoff et al. model what those repetitions are worth as fresh data::
 
 so the k-th epoch's tokens are worth ``exp(-(k - 1) / R*)`` of fresh ones and, however long a run repeats, its
 data are worth at most ``U (1 + R*)``. ``R*`` is fitted on the repetition experiment of the train stage (runs
-of the study's sizes on ``D / factor`` tokens, :func:`musicscale.sweep.repetition_specs`): each point's loss is
+of the study's sizes on ``D / factor`` tokens, :func:`musicscale.design.repetition_specs`): each point's loss is
 predicted as the measured fresh-data loss of its size at the same D (the main runs, which read no token twice)
 plus what the fresh-data joint law says is lost between D and D'::
 

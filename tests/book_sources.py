@@ -8,7 +8,7 @@ from musicscale.pipeline import ROOT
 
 
 def book_sources(root):
-    """A copy of the book's sources (configuration, pages, page templates, style sheet) in ``root``, without any build."""
+    """A copy of the book's sources (configuration, pages, page templates, style sheet) in ``root``, unbuilt."""
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("stages", "*.ipynb"))

@@ -8,8 +8,8 @@ import pytest
 
 from musicscale import pipeline
 from musicscale.batches import n_windows
+from musicscale.design import tokens_read
 from musicscale.stages import data, tokenize, train
-from musicscale.sweep import tokens_read
 from musicscale.workdir import Workdir, read_json
 
 

@@ -4,7 +4,7 @@ or refused before any run."""
 
 import pytest
 
-from musicscale import sweep
+from musicscale import design
 from musicscale.stages import train
 from musicscale.sweep import collect_results, grid, run_sweep
 from musicscale.train import TrainConfig
@@ -64,9 +64,9 @@ def test_learning_rate_search_extends_the_grid_until_it_brackets_the_best_rate(t
     study = train.Params(min_steps=8, max_steps=8, lr_factors=[1.0, 2.0, 4.0], lr_probe_branches=1,
                          lr_max_extensions=8).study()
     base = TrainConfig(context_length=16, batch_size=8, n_branches=2, eval_tokens=512, threads=1, device="cpu")
-    mains = sweep.plan_runs(["markov"], ["lstm"], ["micro"], 0, base, study)
+    mains = design.plan_runs(["markov"], ["lstm"], ["micro"], 0, base, study)
     lines: list[str] = []
-    (found,) = sweep.lr_search(tokenized_workdir, mains, study, log=lines.append).values()
+    (found,) = design.lr_search(tokenized_workdir, mains, study, log=lines.append).values()
     # rates far below the lstm's optimum: the search extends upward until a worse rate lies above the best
     assert found["bracketed"] and len(found["rates"]) > 3 and found["rates"] == sorted(found["rates"])
     best = found["rates"].index(found["chosen"])
@@ -75,14 +75,14 @@ def test_learning_rate_search_extends_the_grid_until_it_brackets_the_best_rate(t
 
 
 def test_choose_rate_never_picks_a_diverged_probe():
-    assert sweep.choose_rate([1e-3, 1e-2, 1e-1], [2.0, 1.5, float("nan")]) == (1e-2, "inside")
-    assert sweep.choose_rate([1e-3, 1e-2, 1e-1], [1.0, 1.5, 2.0]) == (1e-3, "low")
+    assert design.choose_rate([1e-3, 1e-2, 1e-1], [2.0, 1.5, float("nan")]) == (1e-2, "inside")
+    assert design.choose_rate([1e-3, 1e-2, 1e-1], [1.0, 1.5, 2.0]) == (1e-3, "low")
 
 
 def test_budgets_are_powers_of_two_steps_within_bounds():
-    budget = sweep.token_budget("transformer", "small", 64, 16, tokens_per_param=30, min_steps=32, max_steps=1024)
+    budget = design.token_budget("transformer", "small", 64, 16, tokens_per_param=30, min_steps=32, max_steps=1024)
     assert budget == 1024 * 64 * 16  # 30 x 25,472 / 1,024 tokens per step = 746 -> the nearest power of two
-    assert sweep.token_budget("transformer", "micro", 64, 16, tokens_per_param=30, min_steps=32,
+    assert design.token_budget("transformer", "micro", 64, 16, tokens_per_param=30, min_steps=32,
                               max_steps=1024) == 64 * 64 * 16
 
 
@@ -93,34 +93,34 @@ def test_schedule_check_keys_are_checked():
 
 def _mains(datasets, archs=("transformer", "lstm")):
     p = train.Params(archs=list(archs), sizes=["micro", "tiny", "small"], extra_seed_sizes=["tiny"])
-    return sweep.plan_runs(datasets, p.archs, p.sizes, 0, p.base_config(), p.study())
+    return design.plan_runs(datasets, p.archs, p.sizes, 0, p.base_config(), p.study())
 
 
 def test_the_schedule_check_left_out_is_the_study_s_own():
     # the synthetic dataset where the study has it, the first family, its smallest size with extra seeds
-    assert {k: v for k, v in sweep.resolve_schedule_check(_mains(["music21", "synthetic"]), {}, 0).items()
+    assert {k: v for k, v in design.resolve_schedule_check(_mains(["music21", "synthetic"]), {}, 0).items()
             if k in ("dataset", "arch", "size")} == {"dataset": "synthetic", "arch": "transformer", "size": "tiny"}
     # a user's corpus alone (no synthetic data), one family: its own
-    own = sweep.resolve_schedule_check(_mains(["irish"], ["lstm"]), {"dataset": None, "seeds": 3}, 0)
+    own = design.resolve_schedule_check(_mains(["irish"], ["lstm"]), {"dataset": None, "seeds": 3}, 0)
     assert (own["dataset"], own["arch"], own["size"], own["seeds"]) == ("irish", "lstm", "tiny", 3)
-    specs = sweep.schedule_check_specs(_mains(["irish"], ["lstm"]), {}, 0)
+    specs = design.schedule_check_specs(_mains(["irish"], ["lstm"]), {}, 0)
     assert {s.dataset for s in specs} == {"irish"} and {s.config.size for s in specs} == {"tiny"}
 
 
 def test_a_schedule_check_named_outside_the_study_is_refused_before_any_run():
     with pytest.raises(ValueError, match=r"schedule_check: dataset 'synthetic' is not one of this study's "
                                          r"\(\['irish'\]\)"):
-        sweep.resolve_schedule_check(_mains(["irish"]), {"dataset": "synthetic", "arch": "lstm"}, 0)
+        design.resolve_schedule_check(_mains(["irish"]), {"dataset": "synthetic", "arch": "lstm"}, 0)
     with pytest.raises(ValueError, match=r"schedule_check: size 'medium' is not one of this study's lstm sizes"):
-        sweep.resolve_schedule_check(_mains(["irish"]), {"arch": "lstm", "size": "medium"}, 0)
+        design.resolve_schedule_check(_mains(["irish"]), {"arch": "lstm", "size": "medium"}, 0)
 
 
 def test_the_ablation_changes_one_thing_per_arm_and_keeps_the_seeds():
-    mains = sweep.plan_runs(["music21", "synthetic"], ["transformer", "lstm"], ["micro", "tiny"], 0,
+    mains = design.plan_runs(["music21", "synthetic"], ["transformer", "lstm"], ["micro", "tiny"], 0,
                             train.Params().base_config(), train.Params().study(),
                             {(d, a, s): 1e-3 for d in ("music21", "synthetic") for a in ("transformer", "lstm")
                              for s in ("micro", "tiny")})
-    arms = sweep.ablation_arms(mains, {"sizes": ["micro", "tiny"], "seeds": 3}, 0)
+    arms = design.ablation_arms(mains, {"sizes": ["micro", "tiny"], "seeds": 3}, 0)
     assert [a.name for a in arms if a.size == "tiny"] == ["baseline", "budget ×4", "rate ×0.5", "rate ×2",
                                                          "no-positions", "one-head"]
     base = {s.config.seed: s.config for a in arms if (a.size, a.name) == ("tiny", "baseline") for s in a.specs}
@@ -147,7 +147,7 @@ def test_an_ablation_named_outside_the_study_or_misspelt_is_refused_before_any_r
     with pytest.raises(ValueError, match=r"ablation\['seeds'\]"):
         train.Params(ablation={"seeds": 1})
     with pytest.raises(ValueError, match=r"ablation: variant 'rotary' is not one of the transformer's"):
-        sweep.ablation_arms(_mains(["irish"]), {"variants": ["rotary"]}, 0)
+        design.ablation_arms(_mains(["irish"]), {"variants": ["rotary"]}, 0)
     with pytest.raises(ValueError, match=r"ablation: size 'medium' is not one of this study's transformer sizes"):
-        sweep.ablation_arms(_mains(["irish"]), {"sizes": ["medium"]}, 0)
-    assert sweep.ablation_arms(_mains(["irish"], ["lstm"]), {}, 0) == []  # no family with variants: no ablation
+        design.ablation_arms(_mains(["irish"]), {"sizes": ["medium"]}, 0)
+    assert design.ablation_arms(_mains(["irish"], ["lstm"]), {}, 0) == []  # no family with variants: no ablation

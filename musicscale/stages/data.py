@@ -7,7 +7,7 @@ glob, or a list of them that make one dataset).
 
 The grammar's data are unlimited, so no run may read a synthetic training token twice: its training split is
 drawn to size, at least ``synthetic_train_tokens`` tokens (the runner sets it from the train stage's budgets,
-:func:`musicscale.sweep.split_tokens_needed`), while its validation and test splits keep a fixed number of
+:func:`musicscale.design.split_tokens_needed`), while its validation and test splits keep a fixed number of
 tunes (``n_synthetic_eval_tunes`` each), so H* and the cost of evaluation do not move with the budgets.
 """
 

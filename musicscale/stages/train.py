@@ -3,11 +3,11 @@ repetition experiment -> ``runs/<dataset>/<run>/{result.json,model.pt}`` and
 ``runs/<dataset>/{sweep_results,lr_search,schedule_check,repetition}.json``.
 
 Every run is one WSD trunk with cooldown branches (:mod:`musicscale.train`); its budget comes from its size
-(:func:`musicscale.sweep.token_budget`) and its peak rate from a search on validation loss
-(:func:`musicscale.sweep.lr_search`). Finished runs of the same configuration and data are reused. On a
+(:func:`musicscale.design.token_budget`) and its peak rate from a search on validation loss
+(:func:`musicscale.design.lr_search`). Finished runs of the same configuration and data are reused. On a
 dataset whose data are unlimited (the grammar's), no run may read a training token twice: the stage checks
 that before any run. The repetition experiment trains chosen sizes on a prefix of D / factor tokens, read
-factor times (:func:`musicscale.sweep.repetition_specs`), to measure what a repeated token is worth.
+factor times (:func:`musicscale.design.repetition_specs`), to measure what a repeated token is worth.
 """
 
 from __future__ import annotations
@@ -20,30 +20,28 @@ from pathlib import Path
 import numpy as np
 
 from ..batches import n_windows
-from ..evaluate import covers_every_tune
-from ..models import SIZE_GRIDS, check_arch_size, describe, size_grid_table
-from ..params import StageParameters, as_int, as_list, as_optional_list
-from ..repetition import FRESH_EPOCHS
-from ..sweep import (
+from ..design import (
     ABLATION_DEFAULTS,
     REPETITION_DEFAULTS,
     SCHEDULE_CHECK_DEFAULTS,
-    RunSpec,
     Study,
     ablation_arms,
     ablation_specs,
-    cluster,
     compare_schedules,
     lr_search,
     plan_runs,
     repetition_specs,
     resolve_schedule_check,
-    run_sweep,
     schedule_check_specs,
     split_tokens_needed,
     token_budget,
     tokens_read,
 )
+from ..evaluate import covers_every_tune
+from ..models import SIZE_GRIDS, check_arch_size, describe, size_grid_table
+from ..params import StageParameters, as_int, as_list, as_optional_list
+from ..repetition import FRESH_EPOCHS
+from ..sweep import RunSpec, cluster, run_sweep
 from ..tables import glue_text, html_table, markdown_table
 from ..train import ADAM_BETAS, TrainConfig, check_device, schedule_cost
 from ..workdir import Workdir, write_json
@@ -72,12 +70,12 @@ class Params(StageParameters):
     extra_seeds: int = 1  # more seeds of the sizes below
     extra_seed_sizes: list = field(default_factory=lambda: ["micro"])
     # cosine runs against WSD branches of one model (seeds, and branch lengths from the longest), or None; a model
-    # left out (None) is the study's own (sweep.resolve_schedule_check)
+    # left out (None) is the study's own (design.resolve_schedule_check)
     schedule_check: dict | None = field(default_factory=lambda: dict(SCHEDULE_CHECK_DEFAULTS))
     # runs on the first D / factor training tokens, read factor times; None: no repetition experiment
     repetition: dict | None = field(default_factory=lambda: dict(REPETITION_DEFAULTS))
     # main runs with one thing changed (a longer budget, another rate, a model variant) at chosen sizes of one
-    # family, each arm with its seeds; None: no ablation (see sweep.ABLATION_DEFAULTS for what may be left out)
+    # family, each arm with its seeds; None: no ablation (see design.ABLATION_DEFAULTS for what may be left out)
     ablation: dict | None = field(default_factory=lambda: dict(ABLATION_DEFAULTS))
     eval_tokens: int = TrainConfig.eval_tokens  # validation tokens per measurement; the test split is measured whole
     device: str = TrainConfig.device  # "auto" takes CUDA when present
