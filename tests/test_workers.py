@@ -134,7 +134,7 @@ def test_a_crashing_or_hanging_engraving_costs_that_score_only(fault, monkeypatc
     recording and without a score; the other tunes are rendered as usual, and the failure is not saved."""
     monkeypatch.setenv(workers.TEST_HOOK, f"{fault}:T:Faulty")
     faulty = REEL.replace("T:Test Reel", "T:Faulty")
-    with generate._LazyPool(2) as pool:
+    with workers.LazyPool(2) as pool:
         renderings = generate.Renderings(tmp_path, pool, sample_rate=render.AUDIO_RATE, max_seconds=12.0,
                                          timeout=3.0 if fault == "hang" else 60.0)
         for text in (REEL, faulty, SCALE):

@@ -45,6 +45,7 @@ from ..workdir import (
     write_json,
     write_text,
 )
+from ..workers import LazyPool
 
 REFERENCE = "reference"  # the summary row of real held-out tunes
 
@@ -136,7 +137,7 @@ def run(workdir: str | Path, *, n_workers: int | None = None, log=print, **param
              "temperature_samples": p.temperature_samples}
     for dataset in sweeps:
         remove_partial_files(wd.generated_dir(dataset))
-    with _LazyPool(n_workers) as pool, _sampling_threads(dev):
+    with LazyPool(n_workers) as pool, _sampling_threads(dev):
         stage = _Generation(wd, pool, settings, dev, log, extra)
         for dataset, runs in sweeps.items():
             stage.add_dataset(dataset, runs, asked[dataset])
@@ -175,27 +176,6 @@ def _sampling_threads(device: str) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class _LazyPool:
-    """The stage's worker pool, started on first use (a stage with everything saved needs none) and closed
-    on leaving the ``with`` block."""
-
-    def __init__(self, n_workers: int | None):
-        self.n_workers = n_workers
-        self._pool: workers.WorkerPool | None = None
-
-    def __enter__(self) -> _LazyPool:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self._pool is not None:
-            self._pool.close(wait=exc_type is None)
-
-    def submit(self, *args, **kwargs) -> Future:
-        if self._pool is None:
-            self._pool = workers.tune_pool(self.n_workers)
-        return self._pool.submit(*args, **kwargs)
-
-
 MEASURE_TIMEOUT = 60.0  # a backstop per tune: music21's own limit (validity.PARSE_TIMEOUT) ends a parse first
 RENDER_TIMEOUT = 30.0  # seconds a worker may take for one tune's sheet music and recording
 GALLERY_AUDIO = {"sample_rate": render.AUDIO_RATE, "max_seconds": 12.0}  # the recordings the gallery plays
@@ -228,7 +208,7 @@ class _Generation:
     gallery picks are sent to be rendered. Each model is also sampled from every prompt, and the largest of each
     family at every temperature of the sweep; those summaries join the model's row."""
 
-    def __init__(self, wd: Workdir, pool: _LazyPool, settings: dict, device: str, log, extra: dict | None = None):
+    def __init__(self, wd: Workdir, pool: LazyPool, settings: dict, device: str, log, extra: dict | None = None):
         self.wd, self.pool, self.settings, self.device, self.log = wd, pool, settings, device, log
         self.extra = {"prompt_samples": 1, "temperatures": [], "temperature_samples": 1, **(extra or {})}
         self.rows: list[dict] = []
@@ -669,7 +649,7 @@ def gallery(workdir: str | Path, summaries: Sequence[dict], dataset: str, *,
     tune under ``timeout`` seconds (a tune whose engraving fails, crashes or hangs is shown without a score)."""
     from IPython.display import HTML
 
-    with _LazyPool(n_workers) as pool:
+    with LazyPool(n_workers) as pool:
         renderings = Renderings(Workdir(workdir).generated_dir(dataset), pool, sample_rate=sample_rate,
                                 max_seconds=max_seconds, timeout=timeout)
         caption, items = _gallery_items(workdir, summaries, dataset, renderings)
@@ -776,7 +756,7 @@ class Renderings:
     A tune whose rendering crashed or hung its worker is recorded again without engraving: the crash costs
     its sheet music only. Such a result is not saved (a time limit may have been hit only under load)."""
 
-    def __init__(self, folder: Path, pool: _LazyPool, *, sample_rate: int, max_seconds: float | None,
+    def __init__(self, folder: Path, pool: LazyPool, *, sample_rate: int, max_seconds: float | None,
                  timeout: float):
         self.folder, self.pool, self.timeout = Path(folder) / "renders", pool, timeout
         self.settings = (sample_rate, max_seconds)
