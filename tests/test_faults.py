@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from toy_data import markov_tunes
 
-from musicscale import pipeline, sweep
+from musicscale import generated, pipeline, sweep
 from musicscale.__main__ import main
 from musicscale.params import as_list
 from musicscale.stages import analyze, data, generate, train
@@ -72,10 +72,10 @@ def test_samples_of_other_weights_are_not_reused(tmp_path):
     path = tmp_path / "summary.json"
     write_json(path, {"inputs_fingerprint": "old", "n": 4})
     lines: list[str] = []
-    assert generate.cached_summary(path, "new", lines.append) is None and "other weights" in lines[0]
-    assert generate.cached_summary(path, "old", lines.append)["n"] == 4
+    assert generated.cached_summary(path, "new", lines.append) is None and "other weights" in lines[0]
+    assert generated.cached_summary(path, "old", lines.append)["n"] == 4
     path.write_bytes(b"\x00\xff\xfe")
-    assert generate.cached_summary(path, "old", lines.append) is None
+    assert generated.cached_summary(path, "old", lines.append) is None
     assert (tmp_path / "summary.json.corrupt").exists() and "not valid JSON" in lines[-1]
 
 

@@ -17,8 +17,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ import torch
 
 from .. import corpus, prompts, render, validity, workers
 from ..artifacts import load_sweep, load_tokenizer
+from ..generated import PROMPTED, REFERENCE, SWEPT, cached_summary, code_version, read_samples, read_saved
 from ..models import ARCHITECTURES, arch_order, build_model
 from ..params import StageParameters, as_int, as_list, as_optional_list
 from ..prompts import Prompt
@@ -39,15 +38,12 @@ from ..workdir import (
     fingerprint,
     load_torch,
     move_aside,
-    read_json,
     remove_partial_files,
     write_bytes,
     write_json,
     write_text,
 )
 from ..workers import LazyPool
-
-REFERENCE = "reference"  # the summary row of real held-out tunes
 
 
 def models_to_sample(runs: Sequence[dict]) -> list[dict]:
@@ -199,9 +195,6 @@ class _Pending:
     meta: dict = field(default_factory=dict)  # what the summary records besides the measures
 
 
-PROMPTED, SWEPT = "prompted", "temperatures"  # the files of a model's prompted samples and temperature sweep
-
-
 class _Generation:
     """The generate stage in flight: models are sampled here, in order, while the workers measure the
     samples handed to them; each model's summary is written once its measures are in, in order, and its
@@ -224,7 +217,7 @@ class _Generation:
         test = corpus.read_split(test_path)[:n]
         ref_path = wd.generated_dir(dataset) / "reference.json"
         ref_inputs = fingerprint(file_fingerprint(train_path), file_fingerprint(test_path), n, code_version())
-        saved = _saved(ref_path, ref_inputs)
+        saved = cached_summary(ref_path, ref_inputs)
         if saved is not None:
             self.pending.append(_Pending(dataset, None, summary=saved["summary"]))
         else:  # a real tune obeys its own header as well as a model could: the ceiling of "obeys the prompt"
@@ -274,7 +267,7 @@ class _Generation:
              inputs: str, asked: list[Prompt | None], tags: list[dict], meta: dict) -> None:
         """A prompted or temperature job of one model: its saved summary if made from the same ``inputs``, else
         its samples (one per request, each with its ``tags``), sampled in one batch and sent to be measured."""
-        saved = _saved(self.wd.generated_dir(dataset, run["run"]) / f"{kind}.json", inputs)
+        saved = cached_summary(self.wd.generated_dir(dataset, run["run"]) / f"{kind}.json", inputs)
         if saved is not None:
             self.pending.append(_Pending(dataset, run, kind, summary=saved))
             return
@@ -432,49 +425,6 @@ def temperature_point(samples: Sequence[dict]) -> dict:
     return {**validity.summarize(metrics), "share_parses_novel": sum(both) / len(both) if both else None}
 
 
-def cached_summary(path: Path, inputs: str, log=print) -> dict | None:
-    """The saved summary of a model's samples if it was made from the same inputs, else None (and a log
-    line saying why: other weights or settings, or an unreadable file, which is moved aside)."""
-    if not path.exists():
-        return None
-    try:
-        summary = read_json(path)
-    except CorruptArtifactError as err:
-        move_aside(path)
-        if log:
-            log(f"{err}; moved aside as *.corrupt, sampling again")
-        return None
-    if summary.get("inputs_fingerprint") != inputs:
-        if log:
-            log(f"{path.parent.name}: the saved samples were made from other weights or settings; sampling again")
-        return None
-    return summary
-
-
-def read_samples(workdir: str | Path, dataset: str, run: str, kind: str = "samples") -> list[dict]:
-    """The samples (with metrics) saved for one model: its unprompted ones, or its ``PROMPTED`` or ``SWEPT`` ones."""
-    wd = Workdir(workdir)
-    path = wd.require(wd.generated_dir(dataset, run) / f"{kind}.jsonl")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def _read_saved(path: Path) -> dict | None:
-    """A saved artifact of the stage; None if there is none or it cannot be read (then it is moved aside)."""
-    if not path.exists():
-        return None
-    try:
-        return read_json(path)
-    except CorruptArtifactError:
-        move_aside(path)
-        return None
-
-
-def _saved(path: Path, inputs: str) -> dict | None:
-    """A saved artifact of the stage if it was made from ``inputs``, else None."""
-    saved = _read_saved(path)
-    return saved if saved is not None and saved.get("inputs_fingerprint") == inputs else None
-
-
 def _measures(future: Future, text: str, prompt: Prompt | None = None) -> tuple[validity.Measures, dict | None]:
     """A tune's measures (and how it obeys ``prompt``) from its worker; if the worker failed, measured here
     (under music21's time limit)."""
@@ -484,19 +434,6 @@ def _measures(future: Future, text: str, prompt: Prompt | None = None) -> tuple[
         parsed = validity.parse_abc(text)
         return validity.measure(text, parsed), None if prompt is None else prompts.obedience(text, prompt, parsed)
     return result if isinstance(result, tuple) else (result, None)
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """What the measures and renderings depend on besides their inputs: the code that makes them and the
-    versions of the libraries it calls. A saved summary, rendering or reference row is reused only if this
-    matches."""
-    import soundfile
-
-    code = [file_fingerprint(Path(module.__file__)) for module in (validity, prompts, render, workers)]
-    libraries = {name: metadata.version(name) for name in
-                 ("music21", "verovio", "tinysoundfont", "soundfile", "pretty_midi", "mutagen")}
-    return fingerprint(code, libraries, soundfile.__libsndfile_version__)
 
 
 QUARTILE = 0.25  # a sample of realistic length has at least as many checked bars as the shortest quarter of real tunes
@@ -515,7 +452,7 @@ def gallery_min_bars(workdir: str | Path, dataset: str) -> int:
     test_path = wd.require(wd.split_text(dataset, "test"))
     path = wd.generated_dir(dataset) / "min_bars.json"
     inputs = fingerprint(file_fingerprint(test_path), QUARTILE, code_version())
-    saved = _saved(path, inputs)
+    saved = cached_summary(path, inputs)
     if saved is None:
         saved = {"inputs_fingerprint": inputs, "min_bars": realistic_bars(corpus.read_split(test_path))}
         write_json(path, saved)
@@ -792,7 +729,7 @@ class Renderings:
 
     @staticmethod
     def _load(path: Path) -> render.Rendering | None:
-        saved = _read_saved(path)
+        saved = read_saved(path)
         return None if saved is None else render.Rendering(saved["svg"], _unb64(saved["audio"]), _unb64(saved["midi"]))
 
     def finish(self) -> None:
