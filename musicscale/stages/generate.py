@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import corpus, prompts, render, validity, workers
@@ -28,6 +27,7 @@ from ..generated import PROMPTED, REFERENCE, SWEPT, cached_summary, code_version
 from ..models import ARCHITECTURES, arch_order, build_model
 from ..params import StageParameters, as_int, as_list, as_optional_list
 from ..prompts import Prompt
+from ..ranking import disobeys, gallery_min_bars, prompted_picks, qualifies, shortfall, shown_samples
 from ..sample import sample_requests, sample_tunes
 from ..train import TrainConfig, check_device, resolve_device
 from ..workdir import (
@@ -436,92 +436,6 @@ def _measures(future: Future, text: str, prompt: Prompt | None = None) -> tuple[
     return result if isinstance(result, tuple) else (result, None)
 
 
-QUARTILE = 0.25  # a sample of realistic length has at least as many checked bars as the shortest quarter of real tunes
-
-
-def realistic_bars(tunes: Sequence[str]) -> int:
-    """The fewest checked bars a sample needs to count as a whole tune: the lower quartile of the checked
-    bars of real ``tunes`` (at least 1)."""
-    counts = [validity.bar_duration_stats(t)[0] for t in tunes]
-    return max(1, int(np.quantile(counts, QUARTILE, method="lower"))) if counts else 1
-
-
-def gallery_min_bars(workdir: str | Path, dataset: str) -> int:
-    """:func:`realistic_bars` of the dataset's test tunes, saved beside its samples (it takes seconds)."""
-    wd = Workdir(workdir)
-    test_path = wd.require(wd.split_text(dataset, "test"))
-    path = wd.generated_dir(dataset) / "min_bars.json"
-    inputs = fingerprint(file_fingerprint(test_path), QUARTILE, code_version())
-    saved = cached_summary(path, inputs)
-    if saved is None:
-        saved = {"inputs_fingerprint": inputs, "min_bars": realistic_bars(corpus.read_split(test_path))}
-        write_json(path, saved)
-    return saved["min_bars"]
-
-
-def qualifies(sample: dict, min_bars: int) -> bool:
-    """A complete tune (the model closed it) that parses and has at least ``min_bars`` checked bars."""
-    m = sample["metrics"]
-    return bool(sample.get("finished", True)) and m["parses"] and m["bars_checked"] >= min_bars
-
-
-def rank_samples(samples: Sequence[dict], min_bars: int) -> tuple[list[dict], int]:
-    """(samples best first, how many qualify). Qualifying samples (:func:`qualifies`) come first, ranked by
-    bar accuracy, valid headers, novelty and length; the rest follow, the closest to qualifying first."""
-    def score(s: dict) -> tuple:
-        m = s["metrics"]
-        return (qualifies(s, min_bars), m["parses"], bool(s.get("finished", True)), min(m["bars_checked"], min_bars),
-                m["bar_accuracy"] or 0.0, m["headers_ok"], bool(m["novel"]), m["bars_checked"])
-    ranked = sorted(samples, key=score, reverse=True)  # stable: ties keep the sampling order
-    return ranked, sum(qualifies(s, min_bars) for s in samples)
-
-
-def best_sample(samples: Sequence[dict], min_bars: int = 1) -> dict:
-    """The most musical sample: the first of :func:`rank_samples`."""
-    return rank_samples(samples, min_bars)[0][0]
-
-
-def shown_samples(samples: Sequence[dict], min_bars: int, k: int) -> tuple[list[dict], int]:
-    """(the samples the gallery shows of a model, how many qualify): its ``k`` best if that many qualify,
-    else those that do, or the single closest one if none does."""
-    ranked, n_ok = rank_samples(samples, min_bars)
-    return ranked[:max(1, min(k, n_ok))], n_ok
-
-
-def prompted_picks(samples: Sequence[dict], asked: Sequence[dict], min_bars: int) -> list[dict]:
-    """The prompted sample the gallery shows per prompt: the best (:func:`rank_samples`) of those that obey it,
-    else the one closest to obeying (it parses, keeps the asked meter and key, has most bars in the meter)."""
-    def closeness(s: dict) -> tuple:
-        o = s["obedience"]
-        return (o["obeys"], o["parses"], o["meter_ok"] is not False, o["key_ok"] is not False,
-                o["fields_ok"] is not False, o["bars_correct"] / o["bars_checked"] if o["bars_checked"] else 0.0)
-
-    picks = []
-    for k in range(len(asked)):
-        ranked = rank_samples([s for s in samples if s["prompt"] == k], min_bars)[0]
-        if ranked:
-            picks.append(max(ranked, key=closeness))  # of equals, the first: the best by rank_samples
-    return picks
-
-
-def _disobeys(sample: dict, prompt: dict) -> str:
-    """How a sample falls short of its prompt, for the gallery."""
-    o, why = sample["obedience"], []
-    if not o["parses"]:
-        why.append("music21 cannot parse it")
-    if o["meter_ok"] is False:
-        why.append(f"music21 reads the meter as {o['meter'] or 'none'}, not {prompt['M']}")
-    if o["key_ok"] is False:
-        why.append(f"music21 reads the key as {o['key'] or 'none'}")
-    if o["fields_ok"] is False:
-        why.append("it changes an asked field")
-    if o["bars_checked"] > o["bars_correct"]:
-        why.append(f"{o['bars_checked'] - o['bars_correct']} of {o['bars_checked']} checked bars off the asked meter")
-    elif o["meter_ok"] is not None and not o["bars_checked"]:
-        why.append("no bar to check against the asked meter")
-    return "; ".join(why)
-
-
 def validity_table(summaries: Sequence[dict]):
     """One row per model (and the reference row of real tunes) with the validity shares."""
     from ..tables import markdown_table
@@ -620,7 +534,7 @@ def _gallery_items(workdir: str | Path, summaries: Sequence[dict], dataset: str,
         for rank, sample in enumerate(picks, 1):
             note = f"{n_ok} of {len(samples)} samples qualified"
             note += (f"; this is number {rank} of the {len(picks)} best shown." if qualifies(sample, min_bars) else
-                     f"; shown instead: the sample closest to qualifying ({_shortfall(sample, min_bars)}).")
+                     f"; shown instead: the sample closest to qualifying ({shortfall(sample, min_bars)}).")
             shown.append({"title": title, "abc": sample["text"], "metrics": sample["metrics"], "note": note,
                           "out": wd.generated_dir(dataset, s["run"]) if rank == 1 else None,
                           "priority": 1 if rank == 1 else 2})
@@ -640,7 +554,7 @@ def _prompted_items(workdir: str | Path, summary: dict, title: str, min_bars: in
         n_obey = round(prompt["share_obeys"] * prompt["n"]) if prompt["share_obeys"] is not None else 0
         note = f"Prompted with {prompt['label']} ({prompt['source']}): {n_obey} of {prompt['n']} samples obey it; "
         note += ("this one does." if sample["obedience"]["obeys"] else
-                 f"none does, shown: the closest ({_disobeys(sample, prompt)}).")
+                 f"none does, shown: the closest ({disobeys(sample, prompt)}).")
         # priority 1, after the model's own: the page keeps their sheet music longer than any but the real tune's
         items.append({"title": f"{title}, prompted", "abc": sample["text"], "metrics": sample["metrics"],
                       "note": note, "out": None, "priority": 1})
@@ -660,17 +574,6 @@ def _fit_budget(items: list[dict], max_bytes: int) -> None:
             size -= len(items[i]["svg"])
             items[i]["svg"] = None
             items[i]["svg_note"] = "sheet music left out to keep this page under 2 MB (the ABC below has it all)"
-
-
-def _shortfall(sample: dict, min_bars: int) -> str:
-    m, why = sample["metrics"], []
-    if not sample.get("finished", True):
-        why.append("the model did not close the tune")
-    if not m["parses"]:
-        why.append("music21 cannot parse it")
-    if m["bars_checked"] < min_bars:
-        why.append(f"{m['bars_checked']} checked bars")
-    return ", ".join(why)
 
 
 def _item(shown: dict, rendering: render.Rendering) -> dict:
