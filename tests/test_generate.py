@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from musicscale import generated, workers
+from musicscale import gallery, generated, workers
 from musicscale.stages import generate
 
 SMOKE = {"n_samples": 4, "max_new_tokens": 300}  # the defaults of notebooks/05_generate.ipynb
@@ -37,7 +37,7 @@ def test_the_stage_from_scratch_matches_the_pipeline_and_reuses_what_it_saved(sm
     shutil.copytree(made, work, ignore=shutil.ignore_patterns("generated"))
     summaries = generate.run(work, log=None, **SMOKE)
     assert running_workers() == []
-    page = generate.galleries(work, summaries).data
+    page = gallery.galleries(work, summaries).data
     assert running_workers() == []
 
     files = sorted(p.relative_to(made) for p in (made / "generated").rglob("*") if p.name in COMPARED)
@@ -62,8 +62,8 @@ def test_the_stage_from_scratch_matches_the_pipeline_and_reuses_what_it_saved(sm
 
     monkeypatch.setattr(workers, "tune_pool", no_pool)
     assert generate.run(work, log=None, **SMOKE) == summaries
-    assert generate.galleries(work, summaries).data == page
-    assert generate.galleries(made, summaries).data == page
+    assert gallery.galleries(work, summaries).data == page
+    assert gallery.galleries(made, summaries).data == page
 
     # other temperatures: only the sweep is sampled again; the unprompted and prompted samples are reused
     monkeypatch.undo()
