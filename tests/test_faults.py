@@ -13,6 +13,7 @@ from toy_data import markov_tunes
 
 from musicscale import generated, pipeline, sweep
 from musicscale.__main__ import main
+from musicscale.artifacts import load_model
 from musicscale.params import as_list
 from musicscale.stages import analyze, data, generate, train
 from musicscale.tokenizer import CharTokenizer
@@ -150,7 +151,7 @@ def test_corrupt_artifacts_are_moved_aside_and_the_run_retrained(tokenized_workd
     if damage == "model.pt":
         with pytest.raises(ValueError, match=r"model\.pt.*cannot be read.*03_train"):
             path.write_bytes(b"PK\x03\x04 truncated")
-            generate.load_model(wd.root, "markov", first["run"])
+            load_model(wd.root, "markov", first["run"])
 
 
 # 6. list parameters are lists: a JSON string is parsed, anything else is named

@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from .. import corpus, prompts, validity, workers
-from ..artifacts import load_sweep, load_tokenizer
+from ..artifacts import load_model, load_sweep, load_tokenizer
 from ..gallery import GALLERY_AUDIO, N_BEST_LARGEST, RENDER_TIMEOUT, Renderings
 from ..generated import PROMPTED, REFERENCE, SWEPT, cached_summary, code_version, read_samples
-from ..models import ARCHITECTURES, arch_order, build_model
+from ..models import ARCHITECTURES, arch_order
 from ..params import StageParameters, as_int, as_list, as_optional_list
 from ..prompts import Prompt
 from ..ranking import gallery_min_bars, prompted_picks, shown_samples
@@ -35,12 +35,9 @@ from ..sample import sample_requests, sample_tunes
 from ..train import TrainConfig, check_device, resolve_device
 from ..validity_tables import with_sweep
 from ..workdir import (
-    CorruptArtifactError,
     Workdir,
     file_fingerprint,
     fingerprint,
-    load_torch,
-    move_aside,
     remove_partial_files,
     write_json,
     write_text,
@@ -53,21 +50,6 @@ def models_to_sample(runs: Sequence[dict]) -> list[dict]:
     first_seed = min(r["seed"] for r in runs)
     chosen = [r for r in runs if r["seed"] == first_seed]
     return sorted(chosen, key=lambda r: (r["arch"], r["params_non_embedding"]))
-
-
-def load_model(workdir: str | Path, dataset: str, run: str, device: str = "cpu") -> torch.nn.Module:
-    """The weights of a run at its last point (the end of its longest cooldown branch)."""
-    wd = Workdir(workdir)
-    path = wd.require(wd.run_dir(dataset, run) / "model.pt")
-    try:
-        state = load_torch(path, map_location=device)
-    except CorruptArtifactError as err:
-        move_aside(path)  # the train stage then sees the run as unfinished and trains it again
-        raise CorruptArtifactError(f"{err}; moved aside as *.corrupt: re-run notebooks/03_train.ipynb") from err
-    model = build_model(state["arch"], state["size"], state["vocab_size"], state["context_length"],
-                        state.get("variant"))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
 
 
 @dataclass
