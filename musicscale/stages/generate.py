@@ -34,14 +34,7 @@ from ..ranking import gallery_min_bars, prompted_picks, shown_samples
 from ..sample import sample_requests, sample_tunes
 from ..train import TrainConfig, check_device, resolve_device
 from ..validity_tables import with_sweep
-from ..workdir import (
-    Workdir,
-    file_fingerprint,
-    fingerprint,
-    remove_partial_files,
-    write_json,
-    write_text,
-)
+from ..workdir import Workdir, file_fingerprint, fingerprint, remove_partial_files, write_json, write_text
 from ..workers import LazyPool
 
 
