@@ -1,15 +1,19 @@
 """What a later stage reads back of what an earlier one saved: the finished runs of the last sweep (refused, naming
 the dataset and the notebook to run, where a dataset has none or its runs were trained on other data than its
-token files hold now), and the tokenizer a dataset was saved with."""
+token files hold now), the tokenizer a dataset was saved with, and a run's trained model."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .params import as_optional_list
 from .tokenizer import CharTokenizer
-from .workdir import Workdir, read_json
+from .workdir import CorruptArtifactError, Workdir, load_torch, move_aside, read_json
+
+if TYPE_CHECKING:
+    import torch
 
 
 class NoRunsError(FileNotFoundError):
@@ -53,3 +57,21 @@ def load_tokenizer(workdir: str | Path, dataset: str) -> CharTokenizer:
     """The tokenizer the tokenize stage saved for ``dataset`` (its vocabulary, in ``tokens/<dataset>/meta.json``)."""
     wd = Workdir(workdir)
     return CharTokenizer(read_json(wd.require(wd.tokens_meta(dataset)))["vocabulary"])
+
+
+def load_model(workdir: str | Path, dataset: str, run: str, device: str = "cpu") -> torch.nn.Module:
+    """The model of a run with its weights at its last point (the end of its longest cooldown branch), in eval
+    mode; a damaged ``model.pt`` is moved aside (the train stage then trains the run again)."""
+    from .models import build_model  # imports torch: only where a model is loaded
+
+    wd = Workdir(workdir)
+    path = wd.require(wd.run_dir(dataset, run) / "model.pt")
+    try:
+        state = load_torch(path, map_location=device)
+    except CorruptArtifactError as err:
+        move_aside(path)  # the train stage then sees the run as unfinished and trains it again
+        raise CorruptArtifactError(f"{err}; moved aside as *.corrupt: re-run notebooks/03_train.ipynb") from err
+    model = build_model(state["arch"], state["size"], state["vocab_size"], state["context_length"],
+                        state.get("variant"))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()

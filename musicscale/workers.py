@@ -4,7 +4,8 @@ music21 can loop for minutes on garbled model output and verovio's C++ engraver 
 neither runs in the notebook kernel. A :class:`WorkerPool` keeps a few child processes for the whole stage
 (starting one costs a second or two of imports, so not one per tune): each task runs in one worker under a
 time limit; a worker that crashes or runs past the limit is killed and replaced, and only that task fails
-(:class:`WorkerFailed`). ``close()`` (or leaving the ``with`` block) stops every worker.
+(:class:`WorkerFailed`). ``close()`` (or leaving the ``with`` block) stops every worker; a :class:`LazyPool`
+starts its pool only when a first task comes.
 
 The tune tasks parse each tune once per worker (:func:`parsed`, kept in a small cache) and measure, engrave
 and record it from that one score. Tasks about the same tune go to the worker that parsed it (``key``), so
@@ -416,3 +417,25 @@ def render_tune(text: str, sample_rate: int, max_seconds: float | None, engrave:
 def tune_pool(n_workers: int | None = None) -> WorkerPool:
     """A pool for the tune tasks, its workers importing music21 and verovio as they start."""
     return WorkerPool(n_workers, initializer=warm_up)
+
+
+class LazyPool:
+    """A :func:`tune_pool` started on first use (a stage with everything saved needs none) and closed on leaving
+    the ``with`` block."""
+
+    def __init__(self, n_workers: int | None):
+        self.n_workers = n_workers
+        self._pool: WorkerPool | None = None
+
+    def __enter__(self) -> LazyPool:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._pool is not None:
+            self._pool.close(wait=exc_type is None)
+
+    def submit(self, *args, **kwargs) -> Future:
+        """:meth:`WorkerPool.submit`, starting the pool first if it is not yet."""
+        if self._pool is None:
+            self._pool = tune_pool(self.n_workers)
+        return self._pool.submit(*args, **kwargs)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from toy_data import markov_tunes
 
-from musicscale import pipeline, sweep
+from musicscale import generated, pipeline, sweep
 from musicscale.__main__ import main
+from musicscale.artifacts import load_model
 from musicscale.params import as_list
 from musicscale.stages import analyze, data, generate, train
 from musicscale.tokenizer import CharTokenizer
@@ -72,10 +73,10 @@ def test_samples_of_other_weights_are_not_reused(tmp_path):
     path = tmp_path / "summary.json"
     write_json(path, {"inputs_fingerprint": "old", "n": 4})
     lines: list[str] = []
-    assert generate.cached_summary(path, "new", lines.append) is None and "other weights" in lines[0]
-    assert generate.cached_summary(path, "old", lines.append)["n"] == 4
+    assert generated.cached_summary(path, "new", lines.append) is None and "other weights" in lines[0]
+    assert generated.cached_summary(path, "old", lines.append)["n"] == 4
     path.write_bytes(b"\x00\xff\xfe")
-    assert generate.cached_summary(path, "old", lines.append) is None
+    assert generated.cached_summary(path, "old", lines.append) is None
     assert (tmp_path / "summary.json.corrupt").exists() and "not valid JSON" in lines[-1]
 
 
@@ -150,7 +151,7 @@ def test_corrupt_artifacts_are_moved_aside_and_the_run_retrained(tokenized_workd
     if damage == "model.pt":
         with pytest.raises(ValueError, match=r"model\.pt.*cannot be read.*03_train"):
             path.write_bytes(b"PK\x03\x04 truncated")
-            generate.load_model(wd.root, "markov", first["run"])
+            load_model(wd.root, "markov", first["run"])
 
 
 # 6. list parameters are lists: a JSON string is parsed, anything else is named

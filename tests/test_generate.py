@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from musicscale import workers
+from musicscale import gallery, generated, workers
 from musicscale.stages import generate
 
 SMOKE = {"n_samples": 4, "max_new_tokens": 300}  # the defaults of notebooks/05_generate.ipynb
@@ -37,11 +37,11 @@ def test_the_stage_from_scratch_matches_the_pipeline_and_reuses_what_it_saved(sm
     shutil.copytree(made, work, ignore=shutil.ignore_patterns("generated"))
     summaries = generate.run(work, log=None, **SMOKE)
     assert running_workers() == []
-    page = generate.galleries(work, summaries).data
+    page = gallery.galleries(work, summaries).data
     assert running_workers() == []
 
     files = sorted(p.relative_to(made) for p in (made / "generated").rglob("*") if p.name in COMPARED)
-    models = [s for s in summaries if s["arch"] != generate.REFERENCE]
+    models = [s for s in summaries if s["arch"] != generated.REFERENCE]
     assert sum(p.name == "summary.json" for p in files) == len(models) and any(p.suffix == ".svg" for p in files)
     # every model is sampled from every prompt; the largest of each family at every temperature of the sweep
     assert sum(p.name == "prompted.json" for p in files) == len(models)
@@ -53,7 +53,7 @@ def test_the_stage_from_scratch_matches_the_pipeline_and_reuses_what_it_saved(sm
         assert s["share_obeys"] is not None and len(s["prompted"]) == 3  # two headers and opening bars
         assert all(p["n"] == defaults.prompt_samples for p in s["prompted"])
     assert all([p["temperature"] for p in s["temperature_sweep"]] == defaults.temperatures for s in swept)
-    assert all(s["share_obeys"] is not None for s in summaries if s["arch"] == generate.REFERENCE)
+    assert all(s["share_obeys"] is not None for s in summaries if s["arch"] == generated.REFERENCE)
     # byte-identical: the same sampling on this machine, one torch thread in both (the stage sets it)
     assert [p for p in files if (made / p).read_bytes() != (work / p).read_bytes()] == []
 
@@ -62,8 +62,8 @@ def test_the_stage_from_scratch_matches_the_pipeline_and_reuses_what_it_saved(sm
 
     monkeypatch.setattr(workers, "tune_pool", no_pool)
     assert generate.run(work, log=None, **SMOKE) == summaries
-    assert generate.galleries(work, summaries).data == page
-    assert generate.galleries(made, summaries).data == page
+    assert gallery.galleries(work, summaries).data == page
+    assert gallery.galleries(made, summaries).data == page
 
     # other temperatures: only the sweep is sampled again; the unprompted and prompted samples are reused
     monkeypatch.undo()
@@ -105,6 +105,6 @@ def test_bad_prompts_are_refused_before_any_sampling(smoke_report, tmp_path, mon
 def test_an_unreadable_cache_file_is_moved_aside_and_made_again(tmp_path):
     path = tmp_path / "reference.json"
     path.write_bytes(b"\x00\xff")
-    assert generate._saved(path, "inputs") is None and (tmp_path / "reference.json.corrupt").exists()
+    assert generated.cached_summary(path, "inputs") is None and (tmp_path / "reference.json.corrupt").exists()
     path.write_text('{"inputs_fingerprint": "other"}')
-    assert generate._saved(path, "inputs") is None and path.exists()
+    assert generated.cached_summary(path, "inputs") is None and path.exists()

@@ -10,8 +10,7 @@ import time
 import pytest
 from toy_data import REEL, SCALE
 
-from musicscale import render, validity, workers
-from musicscale.stages import generate
+from musicscale import gallery, render, validity, workers
 from musicscale.workers import WorkerFailed, WorkerPool
 
 
@@ -134,9 +133,9 @@ def test_a_crashing_or_hanging_engraving_costs_that_score_only(fault, monkeypatc
     recording and without a score; the other tunes are rendered as usual, and the failure is not saved."""
     monkeypatch.setenv(workers.TEST_HOOK, f"{fault}:T:Faulty")
     faulty = REEL.replace("T:Test Reel", "T:Faulty")
-    with generate._LazyPool(2) as pool:
-        renderings = generate.Renderings(tmp_path, pool, sample_rate=render.AUDIO_RATE, max_seconds=12.0,
-                                         timeout=3.0 if fault == "hang" else 60.0)
+    with workers.LazyPool(2) as pool:
+        renderings = gallery.Renderings(tmp_path, pool, sample_rate=render.AUDIO_RATE, max_seconds=12.0,
+                                        timeout=3.0 if fault == "hang" else 60.0)
         for text in (REEL, faulty, SCALE):
             renderings.request(text)
         good, bad, scale = (renderings.get(text) for text in (REEL, faulty, SCALE))
@@ -148,5 +147,5 @@ def test_a_crashing_or_hanging_engraving_costs_that_score_only(fault, monkeypatc
         def submit(self, *args, **kwargs):
             raise AssertionError("a saved rendering was made again")
 
-    again = generate.Renderings(tmp_path, NoPool(), sample_rate=render.AUDIO_RATE, max_seconds=12.0, timeout=60.0)
+    again = gallery.Renderings(tmp_path, NoPool(), sample_rate=render.AUDIO_RATE, max_seconds=12.0, timeout=60.0)
     assert again.get(REEL) == good and again.get(SCALE) == scale

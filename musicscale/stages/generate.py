@@ -5,48 +5,37 @@ Writes ``generated/<dataset>/<run>/samples.jsonl`` (every sample with its metric
 the gallery's best sample per model is saved as ``best.svg``, ``best.ogg`` and ``best.mid`` beside them.
 Per dataset, ``reference.json`` (the real tunes' row), ``min_bars.json`` (the gallery's length rule) and
 ``renders/`` (the gallery's sheet music and recordings) are caches, each reused only for the same inputs.
+
+This module orchestrates the stage and glues what the findings cite; the library holds the rest: the reuse of
+saved artifacts (:mod:`musicscale.generated`), the ranking of samples (:mod:`musicscale.ranking`), the gallery
+(:mod:`musicscale.gallery`) and the page's tables (:mod:`musicscale.validity_tables`).
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .. import corpus, prompts, render, validity, workers
-from ..artifacts import load_sweep, load_tokenizer
-from ..models import ARCHITECTURES, arch_order, build_model
+from .. import corpus, prompts, validity, workers
+from ..artifacts import load_model, load_sweep, load_tokenizer
+from ..gallery import GALLERY_AUDIO, N_BEST_LARGEST, RENDER_TIMEOUT, Renderings
+from ..generated import PROMPTED, REFERENCE, SWEPT, cached_summary, code_version, read_samples
+from ..models import ARCHITECTURES, arch_order
 from ..params import StageParameters, as_int, as_list, as_optional_list
 from ..prompts import Prompt
+from ..ranking import gallery_min_bars, prompted_picks, shown_samples
 from ..sample import sample_requests, sample_tunes
 from ..train import TrainConfig, check_device, resolve_device
-from ..workdir import (
-    SPLITS,
-    CorruptArtifactError,
-    Workdir,
-    file_fingerprint,
-    fingerprint,
-    load_torch,
-    move_aside,
-    read_json,
-    remove_partial_files,
-    write_bytes,
-    write_json,
-    write_text,
-)
-
-REFERENCE = "reference"  # the summary row of real held-out tunes
+from ..validity_tables import with_sweep
+from ..workdir import Workdir, file_fingerprint, fingerprint, remove_partial_files, write_json, write_text
+from ..workers import LazyPool
 
 
 def models_to_sample(runs: Sequence[dict]) -> list[dict]:
@@ -54,21 +43,6 @@ def models_to_sample(runs: Sequence[dict]) -> list[dict]:
     first_seed = min(r["seed"] for r in runs)
     chosen = [r for r in runs if r["seed"] == first_seed]
     return sorted(chosen, key=lambda r: (r["arch"], r["params_non_embedding"]))
-
-
-def load_model(workdir: str | Path, dataset: str, run: str, device: str = "cpu") -> torch.nn.Module:
-    """The weights of a run at its last point (the end of its longest cooldown branch)."""
-    wd = Workdir(workdir)
-    path = wd.require(wd.run_dir(dataset, run) / "model.pt")
-    try:
-        state = load_torch(path, map_location=device)
-    except CorruptArtifactError as err:
-        move_aside(path)  # the train stage then sees the run as unfinished and trains it again
-        raise CorruptArtifactError(f"{err}; moved aside as *.corrupt: re-run notebooks/03_train.ipynb") from err
-    model = build_model(state["arch"], state["size"], state["vocab_size"], state["context_length"],
-                        state.get("variant"))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
 
 
 @dataclass
@@ -122,8 +96,8 @@ def run(workdir: str | Path, *, n_workers: int | None = None, log=print, **param
 
     This process samples while ``n_workers`` worker processes (:mod:`musicscale.workers`) parse the samples
     of the models before, measure them and render the ones the gallery will show (each tune parsed once);
-    the renderings are cached for :func:`gallery`. Saved summaries, reference rows and renderings are reused
-    when their inputs are the same.
+    the renderings are cached for :func:`musicscale.gallery.gallery`. Saved summaries, reference rows and
+    renderings are reused when their inputs are the same.
     """
     p = Params.build(workdir=workdir, **params)
     wd = Workdir(p.workdir)
@@ -136,7 +110,7 @@ def run(workdir: str | Path, *, n_workers: int | None = None, log=print, **param
              "temperature_samples": p.temperature_samples}
     for dataset in sweeps:
         remove_partial_files(wd.generated_dir(dataset))
-    with _LazyPool(n_workers) as pool, _sampling_threads(dev):
+    with LazyPool(n_workers) as pool, _sampling_threads(dev):
         stage = _Generation(wd, pool, settings, dev, log, extra)
         for dataset, runs in sweeps.items():
             stage.add_dataset(dataset, runs, asked[dataset])
@@ -175,30 +149,7 @@ def _sampling_threads(device: str) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class _LazyPool:
-    """The stage's worker pool, started on first use (a stage with everything saved needs none) and closed
-    on leaving the ``with`` block."""
-
-    def __init__(self, n_workers: int | None):
-        self.n_workers = n_workers
-        self._pool: workers.WorkerPool | None = None
-
-    def __enter__(self) -> _LazyPool:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self._pool is not None:
-            self._pool.close(wait=exc_type is None)
-
-    def submit(self, *args, **kwargs) -> Future:
-        if self._pool is None:
-            self._pool = workers.tune_pool(self.n_workers)
-        return self._pool.submit(*args, **kwargs)
-
-
 MEASURE_TIMEOUT = 60.0  # a backstop per tune: music21's own limit (validity.PARSE_TIMEOUT) ends a parse first
-RENDER_TIMEOUT = 30.0  # seconds a worker may take for one tune's sheet music and recording
-GALLERY_AUDIO = {"sample_rate": render.AUDIO_RATE, "max_seconds": 12.0}  # the recordings the gallery plays
 
 
 @dataclass
@@ -219,16 +170,13 @@ class _Pending:
     meta: dict = field(default_factory=dict)  # what the summary records besides the measures
 
 
-PROMPTED, SWEPT = "prompted", "temperatures"  # the files of a model's prompted samples and temperature sweep
-
-
 class _Generation:
     """The generate stage in flight: models are sampled here, in order, while the workers measure the
     samples handed to them; each model's summary is written once its measures are in, in order, and its
     gallery picks are sent to be rendered. Each model is also sampled from every prompt, and the largest of each
     family at every temperature of the sweep; those summaries join the model's row."""
 
-    def __init__(self, wd: Workdir, pool: _LazyPool, settings: dict, device: str, log, extra: dict | None = None):
+    def __init__(self, wd: Workdir, pool: LazyPool, settings: dict, device: str, log, extra: dict | None = None):
         self.wd, self.pool, self.settings, self.device, self.log = wd, pool, settings, device, log
         self.extra = {"prompt_samples": 1, "temperatures": [], "temperature_samples": 1, **(extra or {})}
         self.rows: list[dict] = []
@@ -244,7 +192,7 @@ class _Generation:
         test = corpus.read_split(test_path)[:n]
         ref_path = wd.generated_dir(dataset) / "reference.json"
         ref_inputs = fingerprint(file_fingerprint(train_path), file_fingerprint(test_path), n, code_version())
-        saved = _saved(ref_path, ref_inputs)
+        saved = cached_summary(ref_path, ref_inputs)
         if saved is not None:
             self.pending.append(_Pending(dataset, None, summary=saved["summary"]))
         else:  # a real tune obeys its own header as well as a model could: the ceiling of "obeys the prompt"
@@ -294,7 +242,7 @@ class _Generation:
              inputs: str, asked: list[Prompt | None], tags: list[dict], meta: dict) -> None:
         """A prompted or temperature job of one model: its saved summary if made from the same ``inputs``, else
         its samples (one per request, each with its ``tags``), sampled in one batch and sent to be measured."""
-        saved = _saved(self.wd.generated_dir(dataset, run["run"]) / f"{kind}.json", inputs)
+        saved = cached_summary(self.wd.generated_dir(dataset, run["run"]) / f"{kind}.json", inputs)
         if saved is not None:
             self.pending.append(_Pending(dataset, run, kind, summary=saved))
             return
@@ -452,49 +400,6 @@ def temperature_point(samples: Sequence[dict]) -> dict:
     return {**validity.summarize(metrics), "share_parses_novel": sum(both) / len(both) if both else None}
 
 
-def cached_summary(path: Path, inputs: str, log=print) -> dict | None:
-    """The saved summary of a model's samples if it was made from the same inputs, else None (and a log
-    line saying why: other weights or settings, or an unreadable file, which is moved aside)."""
-    if not path.exists():
-        return None
-    try:
-        summary = read_json(path)
-    except CorruptArtifactError as err:
-        move_aside(path)
-        if log:
-            log(f"{err}; moved aside as *.corrupt, sampling again")
-        return None
-    if summary.get("inputs_fingerprint") != inputs:
-        if log:
-            log(f"{path.parent.name}: the saved samples were made from other weights or settings; sampling again")
-        return None
-    return summary
-
-
-def read_samples(workdir: str | Path, dataset: str, run: str, kind: str = "samples") -> list[dict]:
-    """The samples (with metrics) saved for one model: its unprompted ones, or its ``PROMPTED`` or ``SWEPT`` ones."""
-    wd = Workdir(workdir)
-    path = wd.require(wd.generated_dir(dataset, run) / f"{kind}.jsonl")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def _read_saved(path: Path) -> dict | None:
-    """A saved artifact of the stage; None if there is none or it cannot be read (then it is moved aside)."""
-    if not path.exists():
-        return None
-    try:
-        return read_json(path)
-    except CorruptArtifactError:
-        move_aside(path)
-        return None
-
-
-def _saved(path: Path, inputs: str) -> dict | None:
-    """A saved artifact of the stage if it was made from ``inputs``, else None."""
-    saved = _read_saved(path)
-    return saved if saved is not None and saved.get("inputs_fingerprint") == inputs else None
-
-
 def _measures(future: Future, text: str, prompt: Prompt | None = None) -> tuple[validity.Measures, dict | None]:
     """A tune's measures (and how it obeys ``prompt``) from its worker; if the worker failed, measured here
     (under music21's time limit)."""
@@ -504,368 +409,6 @@ def _measures(future: Future, text: str, prompt: Prompt | None = None) -> tuple[
         parsed = validity.parse_abc(text)
         return validity.measure(text, parsed), None if prompt is None else prompts.obedience(text, prompt, parsed)
     return result if isinstance(result, tuple) else (result, None)
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """What the measures and renderings depend on besides their inputs: the code that makes them and the
-    versions of the libraries it calls. A saved summary, rendering or reference row is reused only if this
-    matches."""
-    import soundfile
-
-    code = [file_fingerprint(Path(module.__file__)) for module in (validity, prompts, render, workers)]
-    libraries = {name: metadata.version(name) for name in
-                 ("music21", "verovio", "tinysoundfont", "soundfile", "pretty_midi", "mutagen")}
-    return fingerprint(code, libraries, soundfile.__libsndfile_version__)
-
-
-QUARTILE = 0.25  # a sample of realistic length has at least as many checked bars as the shortest quarter of real tunes
-
-
-def realistic_bars(tunes: Sequence[str]) -> int:
-    """The fewest checked bars a sample needs to count as a whole tune: the lower quartile of the checked
-    bars of real ``tunes`` (at least 1)."""
-    counts = [validity.bar_duration_stats(t)[0] for t in tunes]
-    return max(1, int(np.quantile(counts, QUARTILE, method="lower"))) if counts else 1
-
-
-def gallery_min_bars(workdir: str | Path, dataset: str) -> int:
-    """:func:`realistic_bars` of the dataset's test tunes, saved beside its samples (it takes seconds)."""
-    wd = Workdir(workdir)
-    test_path = wd.require(wd.split_text(dataset, "test"))
-    path = wd.generated_dir(dataset) / "min_bars.json"
-    inputs = fingerprint(file_fingerprint(test_path), QUARTILE, code_version())
-    saved = _saved(path, inputs)
-    if saved is None:
-        saved = {"inputs_fingerprint": inputs, "min_bars": realistic_bars(corpus.read_split(test_path))}
-        write_json(path, saved)
-    return saved["min_bars"]
-
-
-def qualifies(sample: dict, min_bars: int) -> bool:
-    """A complete tune (the model closed it) that parses and has at least ``min_bars`` checked bars."""
-    m = sample["metrics"]
-    return bool(sample.get("finished", True)) and m["parses"] and m["bars_checked"] >= min_bars
-
-
-def rank_samples(samples: Sequence[dict], min_bars: int) -> tuple[list[dict], int]:
-    """(samples best first, how many qualify). Qualifying samples (:func:`qualifies`) come first, ranked by
-    bar accuracy, valid headers, novelty and length; the rest follow, the closest to qualifying first."""
-    def score(s: dict) -> tuple:
-        m = s["metrics"]
-        return (qualifies(s, min_bars), m["parses"], bool(s.get("finished", True)), min(m["bars_checked"], min_bars),
-                m["bar_accuracy"] or 0.0, m["headers_ok"], bool(m["novel"]), m["bars_checked"])
-    ranked = sorted(samples, key=score, reverse=True)  # stable: ties keep the sampling order
-    return ranked, sum(qualifies(s, min_bars) for s in samples)
-
-
-def best_sample(samples: Sequence[dict], min_bars: int = 1) -> dict:
-    """The most musical sample: the first of :func:`rank_samples`."""
-    return rank_samples(samples, min_bars)[0][0]
-
-
-def shown_samples(samples: Sequence[dict], min_bars: int, k: int) -> tuple[list[dict], int]:
-    """(the samples the gallery shows of a model, how many qualify): its ``k`` best if that many qualify,
-    else those that do, or the single closest one if none does."""
-    ranked, n_ok = rank_samples(samples, min_bars)
-    return ranked[:max(1, min(k, n_ok))], n_ok
-
-
-def prompted_picks(samples: Sequence[dict], asked: Sequence[dict], min_bars: int) -> list[dict]:
-    """The prompted sample the gallery shows per prompt: the best (:func:`rank_samples`) of those that obey it,
-    else the one closest to obeying (it parses, keeps the asked meter and key, has most bars in the meter)."""
-    def closeness(s: dict) -> tuple:
-        o = s["obedience"]
-        return (o["obeys"], o["parses"], o["meter_ok"] is not False, o["key_ok"] is not False,
-                o["fields_ok"] is not False, o["bars_correct"] / o["bars_checked"] if o["bars_checked"] else 0.0)
-
-    picks = []
-    for k in range(len(asked)):
-        ranked = rank_samples([s for s in samples if s["prompt"] == k], min_bars)[0]
-        if ranked:
-            picks.append(max(ranked, key=closeness))  # of equals, the first: the best by rank_samples
-    return picks
-
-
-def _disobeys(sample: dict, prompt: dict) -> str:
-    """How a sample falls short of its prompt, for the gallery."""
-    o, why = sample["obedience"], []
-    if not o["parses"]:
-        why.append("music21 cannot parse it")
-    if o["meter_ok"] is False:
-        why.append(f"music21 reads the meter as {o['meter'] or 'none'}, not {prompt['M']}")
-    if o["key_ok"] is False:
-        why.append(f"music21 reads the key as {o['key'] or 'none'}")
-    if o["fields_ok"] is False:
-        why.append("it changes an asked field")
-    if o["bars_checked"] > o["bars_correct"]:
-        why.append(f"{o['bars_checked'] - o['bars_correct']} of {o['bars_checked']} checked bars off the asked meter")
-    elif o["meter_ok"] is not None and not o["bars_checked"]:
-        why.append("no bar to check against the asked meter")
-    return "; ".join(why)
-
-
-def validity_table(summaries: Sequence[dict]):
-    """One row per model (and the reference row of real tunes) with the validity shares."""
-    from ..tables import markdown_table
-
-    return markdown_table(summaries, [
-        ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None),
-        ("params_non_embedding", "N (non-emb.)", ","), ("n", "samples", None),
-        *((s.key, s.header, s.spec) for s in validity.SHARES),
-        ("degenerate", "degenerate by kind", lambda d: ", ".join(f"{k} {v}" for k, v in d.items() if v) or "—")])
-
-
-def prompts_table(summaries: Sequence[dict]):
-    """Per dataset and prompt, how the largest model of each family obeys it: its samples' shares that parse,
-    whose meter and key music21 reads as asked, of bars with the asked meter's length, and that obey it."""
-    from ..tables import markdown_table
-
-    rows = []
-    for d in dict.fromkeys(s["dataset"] for s in summaries):
-        models = [s for s in summaries if s["dataset"] == d and s["arch"] != REFERENCE and s.get("prompted")]
-        largest = [max((s for s in models if s["arch"] == a), key=lambda s: s["params_non_embedding"])
-                   for a in arch_order(models)]
-        for k, prompt in enumerate(largest[0]["prompted"] if largest else []):
-            for s in largest:
-                rows.append({"dataset": d, "prompt": f"`{prompt['label']}`", "source": prompt["source"],
-                             "model": f"{s['arch']} {s['size']}", **s["prompted"][k]})
-    return markdown_table(rows, [
-        ("dataset", "dataset", None), ("prompt", "prompt", None), ("source", "made from", None),
-        ("model", "model", None), ("n", "samples", None), ("share_parses", "parses", ".0%"),
-        ("share_meter_ok", "meter as asked", ".0%"), ("share_key_ok", "key as asked", ".0%"),
-        ("prompt_bar_accuracy", "bars in the asked meter", ".1%"), ("share_obeys", "obeys the prompt", ".0%")])
-
-
-def _swept(summaries: Sequence[dict]) -> list[dict]:
-    return [s for s in summaries if s.get("temperature_sweep")]
-
-
-def temperature_table(summaries: Sequence[dict]):
-    """The temperature sweep: per dataset, largest model of each family and temperature, the validity shares
-    and the share that parse and are novel."""
-    from ..tables import markdown_table
-
-    rows = [{"dataset": s["dataset"], "model": f"{s['arch']} {s['size']}", **point}
-            for s in _swept(summaries) for point in s["temperature_sweep"]]
-    shares = [(s.key, s.header, s.spec) for s in validity.SHARES if s.key in validity.summarize([])]
-    return markdown_table(rows, [
-        ("dataset", "dataset", None), ("model", "model", None), ("temperature", "temperature", ".2f"),
-        ("n", "samples", None), *shares, ("share_parses_novel", "parses and novel", ".0%")])
-
-
-N_BEST_LARGEST = 3  # samples shown for the largest model of each architecture; one for every other size
-MAX_PAGE_BYTES = 1_800_000  # the gallery's share of the generate page, which must stay under 2 MB
-
-
-def gallery(workdir: str | Path, summaries: Sequence[dict], dataset: str, *,
-            sample_rate: int = GALLERY_AUDIO["sample_rate"], max_seconds: float = GALLERY_AUDIO["max_seconds"],
-            timeout: float = RENDER_TIMEOUT, max_bytes: int = MAX_PAGE_BYTES, n_workers: int | None = None):
-    """HTML gallery of one dataset: how samples were chosen, a real training tune, then each model's best
-    samples by size (three for the largest of each architecture): sheet music (SVG), an audio player with a
-    MIDI download and the raw ABC. Also saves ``best.svg``/``best.ogg``/``best.mid`` per model.
-
-    The renderings the stage made are read from its cache; any other is made by ``n_workers`` workers, each
-    tune under ``timeout`` seconds (a tune whose engraving fails, crashes or hangs is shown without a score)."""
-    from IPython.display import HTML
-
-    with _LazyPool(n_workers) as pool:
-        renderings = Renderings(Workdir(workdir).generated_dir(dataset), pool, sample_rate=sample_rate,
-                                max_seconds=max_seconds, timeout=timeout)
-        caption, items = _gallery_items(workdir, summaries, dataset, renderings)
-    _fit_budget(items, max_bytes - len(caption))
-    return HTML(caption + "\n" + render.gallery_html(items))
-
-
-def _gallery_items(workdir: str | Path, summaries: Sequence[dict], dataset: str,
-                   renderings: Renderings) -> tuple[str, list[dict]]:
-    """The caption and the items of one dataset's gallery, each with a ``priority`` (0 the real tune, 1 a
-    model's best sample, 2 the further samples of the largest models)."""
-    wd = Workdir(workdir)
-    reference = corpus.read_split(wd.require(wd.split_text(dataset, SPLITS[0])))[0]
-    min_bars = gallery_min_bars(workdir, dataset)
-    caption = (f"<p class='musicscale-caption'>A sample qualifies when the model closed the tune, music21 parses it "
-               f"and it has at least {min_bars} checked bars (the lower quartile of real test tunes of "
-               f"<em>{html.escape(dataset)}</em>). Qualifying samples are ranked by the share of correct bars, then "
-               f"valid headers, novelty and length; the largest model of each architecture shows up to its "
-               f"{N_BEST_LARGEST} best, every other size its best. Where no sample qualifies, the one closest to "
-               f"qualifying is shown and says so. After its unprompted samples, the largest model of each "
-               f"architecture shows one sample per prompt: the best that obeys it, or the closest.</p>")
-    shown = [{"title": "A real training tune, for reference", "abc": reference, "metrics": None, "out": None,
-              "note": None, "priority": 0}]
-    models = [s for s in summaries if s["dataset"] == dataset and s["arch"] != REFERENCE]
-    largest = {a: max((s for s in models if s["arch"] == a), key=lambda s: s["params_non_embedding"])["run"]
-               for a in {s["arch"] for s in models}}
-    for s in models:
-        samples = read_samples(workdir, dataset, s["run"])
-        picks, n_ok = shown_samples(samples, min_bars, N_BEST_LARGEST if largest[s["arch"]] == s["run"] else 1)
-        title = f"{s['arch']} {s['size']} (N = {s['params_non_embedding']:,}, test loss {s['test_loss']:.3f} nats/char)"
-        for rank, sample in enumerate(picks, 1):
-            note = f"{n_ok} of {len(samples)} samples qualified"
-            note += (f"; this is number {rank} of the {len(picks)} best shown." if qualifies(sample, min_bars) else
-                     f"; shown instead: the sample closest to qualifying ({_shortfall(sample, min_bars)}).")
-            shown.append({"title": title, "abc": sample["text"], "metrics": sample["metrics"], "note": note,
-                          "out": wd.generated_dir(dataset, s["run"]) if rank == 1 else None,
-                          "priority": 1 if rank == 1 else 2})
-        if largest[s["arch"]] == s["run"] and s.get("prompted"):
-            shown += _prompted_items(workdir, s, title, min_bars)
-    for item in shown:
-        renderings.request(item["abc"])  # all at once: the workers render them side by side
-    return caption, [_item(item, renderings.get(item["abc"])) for item in shown]
-
-
-def _prompted_items(workdir: str | Path, summary: dict, title: str, min_bars: int) -> list[dict]:
-    """The gallery items of a model's prompted samples: one per prompt, beside its unprompted ones."""
-    samples = read_samples(workdir, summary["dataset"], summary["run"], PROMPTED)
-    items = []
-    for sample in prompted_picks(samples, summary["prompted"], min_bars):
-        prompt = summary["prompted"][sample["prompt"]]
-        n_obey = round(prompt["share_obeys"] * prompt["n"]) if prompt["share_obeys"] is not None else 0
-        note = f"Prompted with {prompt['label']} ({prompt['source']}): {n_obey} of {prompt['n']} samples obey it; "
-        note += ("this one does." if sample["obedience"]["obeys"] else
-                 f"none does, shown: the closest ({_disobeys(sample, prompt)}).")
-        # priority 1, after the model's own: the page keeps their sheet music longer than any but the real tune's
-        items.append({"title": f"{title}, prompted", "abc": sample["text"], "metrics": sample["metrics"],
-                      "note": note, "out": None, "priority": 1})
-    return items
-
-
-def _fit_budget(items: list[dict], max_bytes: int) -> None:
-    """Leave out sheet music, least important first (further samples, then best samples from the smallest
-    model up, the largest models' prompted samples last), until the gallery's HTML fits in ``max_bytes``; each
-    item that loses its score says so."""
-    order = sorted(range(len(items)), key=lambda i: (-items[i].get("priority", 1), i))
-    size = len(render.gallery_html(items))
-    for i in order:
-        if size <= max_bytes:
-            return
-        if items[i].get("svg"):
-            size -= len(items[i]["svg"])
-            items[i]["svg"] = None
-            items[i]["svg_note"] = "sheet music left out to keep this page under 2 MB (the ABC below has it all)"
-
-
-def _shortfall(sample: dict, min_bars: int) -> str:
-    m, why = sample["metrics"], []
-    if not sample.get("finished", True):
-        why.append("the model did not close the tune")
-    if not m["parses"]:
-        why.append("music21 cannot parse it")
-    if m["bars_checked"] < min_bars:
-        why.append(f"{m['bars_checked']} checked bars")
-    return ", ".join(why)
-
-
-def _item(shown: dict, rendering: render.Rendering) -> dict:
-    """A gallery item of a shown tune; saves its rendering as ``best.*`` in ``shown["out"]`` if given."""
-    out = shown["out"]
-    if out is not None:
-        if rendering.svg:
-            write_text(out / "best.svg", rendering.svg)
-        if rendering.audio is not None:
-            write_bytes(out / "best.ogg", rendering.audio)
-            write_bytes(out / "best.mid", rendering.midi)
-    return {"title": shown["title"], "note": shown["note"], "svg": rendering.svg, "audio": rendering.audio,
-            "midi": rendering.midi, "abc": shown["abc"], "metrics": shown["metrics"], "priority": shown["priority"]}
-
-
-class Renderings:
-    """Sheet music and recordings of tunes, read from ``<folder>/renders`` when they were made before from the
-    same tune, settings and :func:`code_version`, else made by the workers and saved there.
-
-    A tune whose rendering crashed or hung its worker is recorded again without engraving: the crash costs
-    its sheet music only. Such a result is not saved (a time limit may have been hit only under load)."""
-
-    def __init__(self, folder: Path, pool: _LazyPool, *, sample_rate: int, max_seconds: float | None,
-                 timeout: float):
-        self.folder, self.pool, self.timeout = Path(folder) / "renders", pool, timeout
-        self.settings = (sample_rate, max_seconds)
-        self._futures: dict[str, Future] = {}
-
-    def _path(self, text: str) -> Path:
-        return self.folder / f"{fingerprint(text, *self.settings, code_version())}.json"
-
-    def _submit(self, text: str, engrave: bool = True) -> Future:
-        return self.pool.submit(workers.render_tune, text, *self.settings, engrave, key=text, timeout=self.timeout)
-
-    def request(self, text: str) -> None:
-        """Start making the rendering of ``text`` unless it is saved or under way."""
-        if text not in self._futures and not self._path(text).exists():
-            self._futures[text] = self._submit(text)
-
-    def get(self, text: str) -> render.Rendering:
-        """The rendering of ``text``: saved, or made now (waiting for it)."""
-        path = self._path(text)
-        saved = self._load(path)
-        if saved is not None:
-            return saved
-        self.request(text)
-        try:
-            rendering = self._futures.pop(text).result()
-        except Exception:  # the worker crashed, hung or failed: try the recording alone
-            try:
-                return self._submit(text, engrave=False).result()
-            except Exception:
-                return render.Rendering(None, None, None)
-        write_json(path, {"svg": rendering.svg, "audio": _b64(rendering.audio), "midi": _b64(rendering.midi)})
-        return rendering
-
-    @staticmethod
-    def _load(path: Path) -> render.Rendering | None:
-        saved = _read_saved(path)
-        return None if saved is None else render.Rendering(saved["svg"], _unb64(saved["audio"]), _unb64(saved["midi"]))
-
-    def finish(self) -> None:
-        """Wait for every rendering under way and save it."""
-        for text in list(self._futures):
-            self.get(text)
-
-
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: str | None) -> bytes | None:
-    return None if text is None else base64.b64decode(text)
-
-
-def galleries(workdir: str | Path, summaries: Sequence[dict], **kwargs):
-    """The gallery of every dataset, one section each."""
-    from IPython.display import HTML
-
-    max_bytes = kwargs.pop("max_bytes", MAX_PAGE_BYTES)
-    datasets = list(dict.fromkeys(s["dataset"] for s in summaries))
-    return HTML("\n".join(f"<h3>{d}</h3>\n" + gallery(workdir, summaries, d, max_bytes=max_bytes // len(datasets),
-                                                        **kwargs).data for d in datasets))
-
-
-def validity_fits(summaries: Sequence[dict], seed: int = 0, n_boot: int = 200) -> list[dict]:
-    """Fit ``1 - bars correct = a N^-alpha + c`` per dataset and architecture where >= 3 sizes have errors."""
-    from ..power_law import fit_power_law
-
-    rows = []
-    for d in dict.fromkeys(s["dataset"] for s in summaries):
-        for arch in dict.fromkeys(s["arch"] for s in summaries if s["dataset"] == d and s["arch"] != REFERENCE):
-            pts = [(s["params_non_embedding"], 1.0 - s["pooled_bar_accuracy"]) for s in summaries
-                   if s["dataset"] == d and s["arch"] == arch and s.get("pooled_bar_accuracy") is not None]
-            pts = [(n, e) for n, e in pts if e > 0]
-            row = {"dataset": d, "arch": arch, "sizes": len(pts)}
-            if len({n for n, _ in pts}) >= 3:
-                fit = fit_power_law([n for n, _ in pts], [e for _, e in pts], n_boot=n_boot, seed=seed)
-                row.update(fit.to_dict())
-            rows.append(row)
-    return rows
-
-
-def validity_fits_table(summaries: Sequence[dict], seed: int = 0):
-    """:func:`validity_fits` as a Markdown table."""
-    from ..identification import format_ci
-    from ..tables import markdown_table
-
-    rows = [{**r, "alpha_s": format_ci(r, "alpha"), "c_s": format_ci(r, "c")} for r in validity_fits(summaries, seed)]
-    return markdown_table(rows, [("dataset", "dataset", None), ("arch", "arch", None),
-                                 ("sizes", "sizes with wrong bars", None), ("alpha_s", "α [95% CI]", None),
-                                 ("c_s", "c [95% CI]", None), ("r2", "R²", ".3f")])
 
 
 def glue(summaries: Sequence[dict]) -> None:
@@ -906,7 +449,7 @@ def _glue_prompts(summaries: Sequence[dict]) -> None:
     models = [s for s in summaries if s["arch"] != REFERENCE]
     prompted = [s for s in models if s.get("prompted")]
     glue_text("prompt_samples", prompted[0]["prompted"][0]["n"] if prompted else None, "d", "no prompts")
-    swept = _swept(models)
+    swept = with_sweep(models)
     points = [p for s in swept for p in s["temperature_sweep"]]
     glue_text("temperature_samples", points[0]["n"] if points else None, "d", "no temperature sweep")
     temps = sorted({p["temperature"] for p in points})
