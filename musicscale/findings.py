@@ -1,4 +1,5 @@
-"""The sentences the report's prose cites: each finding of the analysis in words, by glue name.
+"""The sentences the report's prose cites: each finding of the analysis and of the generated tunes in words, by
+glue name.
 
 The findings page glues whole sentences (a law with its intervals, a comparison, a check and its verdict), so
 that its source reads as prose and a number is proofread where it is worded: here. A glue name is
@@ -11,14 +12,16 @@ measurement says why.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
-from . import ablation, holdout, identification, repetition
+from . import ablation, holdout, identification, repetition, validity
 from .analysis import HOLDOUT_FACTORS
+from .generated import REFERENCE
 from .identification import format_ci
-from .models import ARCHITECTURES
+from .models import ARCHITECTURES, arch_order
 from .report import and_list
 from .tables import text_value
+from .validity_tables import with_sweep
 
 
 def label(arch: str | None) -> str:
@@ -294,3 +297,66 @@ def holdout_summary(h: dict) -> str:
             f"improvement) and {h['loglinear_error']:.4f} (log-log line), the seeds differ by {sd}: {h['verdict']}")
 
 
+
+
+# --------------------------------------------------------------------------- the generate stage's findings
+
+
+def _share(summary: dict, glue: str) -> str:
+    """One validity share of a summary (:data:`musicscale.validity.SHARES`, by its ``glue`` name) as text."""
+    share = next(s for s in validity.SHARES if s.glue == glue)
+    return text_value(summary.get(share.key), share.spec, share.missing)
+
+
+def _by_family(summaries: Sequence[dict], dataset: str) -> dict[str, list[dict]]:
+    """The models of one dataset per family (report order), smallest first."""
+    models = [s for s in summaries if s["dataset"] == dataset and s["arch"] != REFERENCE]
+    return {a: sorted((s for s in models if s["arch"] == a), key=lambda s: s["params_non_embedding"])
+            for a in arch_order(models)}
+
+
+def generation_findings(summaries: Sequence[dict]) -> dict[str, str]:
+    """What the findings page cites of the generate stage, per dataset, as the text it reads: the bars of the
+    meter's length (smallest → largest model, and real held-out tunes), what the largest models write, the
+    prompts obeyed, and the temperature that writes the most tunes that parse and are novel."""
+    out: dict[str, str] = {}
+    models = [s for s in summaries if s["arch"] != REFERENCE]
+    gallery_t = models[0]["settings"]["temperature"] if models else None
+    for d in dict.fromkeys(s["dataset"] for s in summaries):
+        families = _by_family(summaries, d)
+        reference = next((s for s in summaries if s["dataset"] == d and s["arch"] == REFERENCE), None)
+        if reference is not None:
+            out[f"{d}_bars"] = "; ".join(
+                [f"{label(a)} {_share(rows[0], 'bars')} → {_share(rows[-1], 'bars')}" for a, rows in families.items()]
+                + [f"real held-out tunes {_share(reference, 'bars')}"])
+            out[f"{d}_largest_writes"] = "; ".join(
+                f"{label(a)} parses {_share(rows[-1], 'parses')}, novel {_share(rows[-1], 'novel')}"
+                for a, rows in families.items())
+        asked = next((s["prompted"] for rows in families.values() for s in rows if s.get("prompted")), None)
+        if asked:
+            out[f"{d}_prompts_asked"] = (f"{len(asked)} prompt{'s' * (len(asked) != 1)}, header fields or opening "
+                                         f"bars: {'; '.join(p['label'] for p in asked)}")
+            obeys = [f"{label(a)} {_share(rows[0], 'obeys')} → {_share(rows[-1], 'obeys')}"
+                     for a, rows in families.items()]
+            if reference is not None:
+                obeys.append(f"real held-out tunes against their own header {_share(reference, 'obeys')}")
+            out[f"{d}_obeys"] = "; ".join(obeys)
+        swept = {a: next(iter(with_sweep(rows)), None) for a, rows in families.items()}
+        if any(swept.values()):
+            out[f"{d}_temperature"] = "; ".join(temperature_sentence(label(a), s, gallery_t)
+                                                for a, s in swept.items() if s)
+    return out
+
+
+def temperature_sentence(family: str, summary: dict, gallery_t: float | None) -> str:
+    """The temperature at which one model writes the most tunes that parse and are novel, against the gallery's."""
+    scored = [p for p in summary["temperature_sweep"] if p["share_parses_novel"] is not None]
+    if not scored:
+        return f"{family}: no swept sample could be scored"
+    # the best share, and of equal shares the temperature nearest the gallery's
+    best = max(scored, key=lambda p: (p["share_parses_novel"], -abs(p["temperature"] - (gallery_t or 1.0))))
+    at_gallery = next((p for p in scored if p["temperature"] == gallery_t), None)
+    against = (f"against {at_gallery['share_parses_novel']:.0%} at the gallery's {gallery_t:g}" if at_gallery
+               else "the gallery's temperature is not in the sweep")
+    return (f"{family} writes the most tunes that parse and are novel at {best['temperature']:g} "
+            f"({best['share_parses_novel']:.0%}, {against})")

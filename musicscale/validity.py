@@ -440,7 +440,7 @@ class Share:
     header: str  # its column in the validity table
     title: str | None  # its panel in the validity figure, or None for the table only
     spec: str  # its display format
-    glue: str | None  # the suffix of its glued values (``<dataset>_<arch>_{smallest,largest}_<glue>``), or None
+    glue: str | None  # its name in the findings' sentences (:func:`musicscale.findings.generation_findings`), or None
     missing: str  # why it can be missing, for the reader
 
 

@@ -7,7 +7,8 @@ Every stage writes under one ``workdir``::
     runs/<dataset>/<arch>-<size>-s<seed>-t<budget>[-lr<rate>-probe<k>|-cosine]/{checkpoint.pt,model.pt,result.json},
     runs/<dataset>/{sweep_results,lr_search,schedule_check,repetition}.json  (03_train)
     results/experiment_results.json, *.png                        (04_analyze)
-    generated/<dataset>/<arch>-<size>/{samples.jsonl,summary.json,best.svg,best.ogg,best.mid}  (05_generate)
+    generated/<dataset>/<arch>-<size>/{samples.jsonl,summary.json,best.svg,best.ogg,best.mid},
+    results/generation_results.json, validity_vs_size.png, temperature_sweep.png  (05_generate)
 
 Files are written to a temporary name in the same folder (``.<name>.partial-*``), flushed, fsynced and
 renamed, so a reader never sees half a file and an interrupted stage leaves the previous version intact;
@@ -111,6 +112,12 @@ class Workdir:
     @property
     def experiment_results(self) -> Path:
         return self.results_dir / "experiment_results.json"
+
+    @property
+    def generation_results(self) -> Path:
+        """Every summary of the generate stage (one per model, one reference row per dataset): its figures'
+        data."""
+        return self.results_dir / "generation_results.json"
 
     def figure(self, name: str) -> Path:
         """A figure of the report (``results/<name>.png``); ``name`` is one of :data:`FIGURES`."""

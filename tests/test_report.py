@@ -230,27 +230,29 @@ def test_the_findings_cite_the_ablation_table(smoke_report):
     assert arms[:2] == ["baseline", "budget ×4"] and {"no-positions", "one-head"} <= set(arms)
 
 
-def test_every_analysis_figure_is_redrawn_from_the_saved_results_alone(smoke_report, tmp_path):
-    """The figures of the train and analyze pages from ``experiment_results.json`` and nothing else (no run
-    folder, no live fit object): a reader of the JSON file can redraw what the report shows, bit for bit."""
+def test_every_figure_is_redrawn_from_the_saved_results_alone(smoke_report, tmp_path):
+    """Every figure of the report from ``experiment_results.json`` and ``generation_results.json`` and nothing else
+    (no run folder, no live fit object): a reader of the two files redraws what the report shows, bit for bit."""
     import shutil
 
     from musicscale import plots
+    from musicscale.workdir import FIGURES
 
     root, _ = smoke_report
     saved = Workdir(root / "work")
     alone = Workdir(tmp_path / "work")
     alone.results_dir.mkdir(parents=True)
-    shutil.copy(saved.experiment_results, alone.experiment_results)
-    results = read_json(alone.experiment_results)
+    for path in (saved.experiment_results, saved.generation_results):
+        shutil.copy(path, alone.results_dir / path.name)
+    results, summaries = read_json(alone.experiment_results), read_json(alone.generation_results)
     searches = [s for ds in results["datasets"].values() for arch in ds["lr_search"].values() for s in arch]
-    drawn = {"lr_search": searches}
-    drawn |= {name: results for name in ("joint_law", "scaling_laws", "holdout", "architecture_comparison",
-                                         "training_curves", "compute_frontier", "repetition")}
+    drawn = {"lr_search": searches, "validity_vs_size": summaries, "temperature_sweep": summaries}
+    drawn |= {name: results for name in FIGURES if name not in drawn}
+    assert set(drawn) == set(FIGURES)
     for name, data in drawn.items():
         plots.draw(name, data, alone.root)
         assert alone.figure(name).stat().st_size > 0, name
-        if name != "lr_search":  # the same figure from the same numbers: the stage drew it from its live results
+        if name != "lr_search":  # the same figure from the same numbers: the stage drew it from what it saved
             assert alone.figure(name).read_bytes() == saved.figure(name).read_bytes(), name
 
 

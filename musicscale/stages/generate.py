@@ -25,9 +25,9 @@ import torch
 
 from .. import corpus, prompts, validity, workers
 from ..artifacts import load_model, load_sweep, load_tokenizer
+from ..findings import generation_findings
 from ..gallery import GALLERY_AUDIO, N_BEST_LARGEST, RENDER_TIMEOUT, Renderings
 from ..generated import PROMPTED, REFERENCE, SWEPT, cached_summary, code_version, read_samples
-from ..models import ARCHITECTURES, arch_order
 from ..params import StageParameters, as_int, as_list, as_optional_list
 from ..prompts import Prompt
 from ..ranking import gallery_min_bars, prompted_picks, shown_samples
@@ -114,7 +114,9 @@ def run(workdir: str | Path, *, n_workers: int | None = None, log=print, **param
         stage = _Generation(wd, pool, settings, dev, log, extra)
         for dataset, runs in sweeps.items():
             stage.add_dataset(dataset, runs, asked[dataset])
-        return stage.finish()
+        summaries = stage.finish()
+    write_json(wd.generation_results, summaries)  # what the page's figures and the findings are drawn from
+    return summaries
 
 
 def dataset_prompts(workdir: str | Path, dataset: str, runs: Sequence[dict], given: list | None) -> list[Prompt]:
@@ -412,70 +414,22 @@ def _measures(future: Future, text: str, prompt: Prompt | None = None) -> tuple[
 
 
 def glue(summaries: Sequence[dict]) -> None:
-    """Glue the validity figures the findings page cites, as text: smallest and largest model per
-    architecture, and the reference row of real tunes (``<dataset>_<arch>_{smallest,largest}_{parses,bars,novel}``).
-    A missing share reads "n/a (reason)"."""
+    """Glue what the generate page and the findings cite, as text: the stage's settings (novelty, the gallery,
+    the prompts' and the temperature sweep's samples) and, per dataset, the findings in words
+    (:func:`musicscale.findings.generation_findings`). A missing value reads "n/a (reason)"."""
     from ..tables import glue_text
 
-    _glue_prompts(summaries)
     glue_text("novelty_n", validity.NOVELTY_N, "d")
     glue_text("novelty_threshold", validity.NOVELTY_THRESHOLD, ".0%")
     glue_text("gallery_best_largest", N_BEST_LARGEST, "d")
-    keys = {s.glue: (s.key, s.spec, s.missing) for s in validity.SHARES if s.glue}
-    for s in summaries:
-        if s["arch"] == REFERENCE:
-            for short, (key, spec, why) in keys.items():
-                glue_text(f"{s['dataset']}_reference_{short}", s.get(key), spec, why)
-    for d in dict.fromkeys(s["dataset"] for s in summaries):
-        # every registered family (the book cites each, "n/a" where it has no model), then any other
-        for arch in dict.fromkeys([*ARCHITECTURES, *arch_order([s for s in summaries if s["arch"] != REFERENCE])]):
-            rows = sorted((s for s in summaries if s["dataset"] == d and s["arch"] == arch),
-                          key=lambda s: s["params_non_embedding"])
-            for which, s in (("smallest", rows[0] if rows else {}), ("largest", rows[-1] if rows else {})):
-                for short, (key, spec, why) in keys.items():
-                    glue_text(f"{d}_{arch}_{which}_{short}", s.get(key), spec, why if s else f"no {arch} model")
-
-
-def _glue_prompts(summaries: Sequence[dict]) -> None:
-    """Glue what the findings page cites of the prompts and the temperature sweep: ``prompt_samples``,
-    ``<dataset>_n_prompts`` and ``<dataset>_prompts`` (the prompts, one line); ``temperature_samples``,
-    ``temperature_lowest``, ``temperature_highest``, ``gallery_temperature``; per dataset and family (every
-    registered one, "n/a" where it has no sweep) ``<dataset>_<arch>_temperature_{lowest,highest}_<share>`` and
-    ``<dataset>_<arch>_temperature_best`` (the swept temperature with the largest share that parse and are novel),
-    ``..._best_parses_novel`` (that share) and ``..._gallery_parses_novel`` (the share at the gallery's temperature).
-    The per-size "obeys the prompt" shares are glued with the other validity shares (:data:`validity.SHARES`)."""
-    from ..tables import glue_text
-
     models = [s for s in summaries if s["arch"] != REFERENCE]
     prompted = [s for s in models if s.get("prompted")]
     glue_text("prompt_samples", prompted[0]["prompted"][0]["n"] if prompted else None, "d", "no prompts")
-    swept = with_sweep(models)
-    points = [p for s in swept for p in s["temperature_sweep"]]
+    points = [p for s in with_sweep(models) for p in s["temperature_sweep"]]
     glue_text("temperature_samples", points[0]["n"] if points else None, "d", "no temperature sweep")
     temps = sorted({p["temperature"] for p in points})
     glue_text("temperature_lowest", temps[0] if temps else None, "g", "no temperature sweep")
     glue_text("temperature_highest", temps[-1] if temps else None, "g", "no temperature sweep")
-    gallery_t = models[0]["settings"]["temperature"] if models else None
-    glue_text("gallery_temperature", gallery_t, "g", "no model")
-    shares = [s for s in validity.SHARES if s.glue and s.key in validity.summarize([])]
-    for d in dict.fromkeys(s["dataset"] for s in summaries):
-        mine = [s for s in prompted if s["dataset"] == d]
-        labels = [p["label"] for p in mine[0]["prompted"]] if mine else []
-        glue_text(f"{d}_n_prompts", len(labels), "d")
-        glue_text(f"{d}_prompts", "; ".join(labels) or None, "", "no prompts")
-        for arch in dict.fromkeys([*ARCHITECTURES, *arch_order(models)]):
-            sweep = next((s["temperature_sweep"] for s in swept if s["dataset"] == d and s["arch"] == arch), [])
-            why = f"no temperature sweep of {arch}"
-            for which, point in (("lowest", sweep[0] if sweep else {}), ("highest", sweep[-1] if sweep else {})):
-                for share in shares:
-                    glue_text(f"{d}_{arch}_temperature_{which}_{share.glue}", point.get(share.key), share.spec,
-                              share.missing if point else why)
-            scored = [p for p in sweep if p["share_parses_novel"] is not None]
-            # the best share, and of equal shares the temperature nearest the gallery's
-            best = max(scored, key=lambda p: (p["share_parses_novel"], -abs(p["temperature"] - (gallery_t or 1.0))),
-                       default={})
-            at_gallery = next((p for p in scored if p["temperature"] == gallery_t), {})
-            glue_text(f"{d}_{arch}_temperature_best", best.get("temperature"), "g", why)
-            glue_text(f"{d}_{arch}_temperature_best_parses_novel", best.get("share_parses_novel"), ".0%", why)
-            glue_text(f"{d}_{arch}_temperature_gallery_parses_novel", at_gallery.get("share_parses_novel"), ".0%",
-                      why if not sweep else "the gallery's temperature is not in the sweep")
+    glue_text("gallery_temperature", models[0]["settings"]["temperature"] if models else None, "g", "no model")
+    for name, text in generation_findings(summaries).items():
+        glue_text(name, text)
