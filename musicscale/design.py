@@ -136,10 +136,11 @@ def choose_rate(rates: Sequence[float], val_losses: Sequence[float]) -> tuple[fl
 
 
 def lr_search(workdir: Workdir, mains: Sequence[RunSpec], study: Study, *, client=None,
-              log: Callable[[str], None] | None = print) -> dict[tuple[str, str, str], dict]:
+              log: Callable[[str], None] | None = print, group_size: int = 1) -> dict[tuple[str, str, str], dict]:
     """Choose each (dataset, arch, size)'s peak rate on **validation** loss: probe a grid around the
     architecture's default, and while the best rate is at an end of the grid, add the next rate beyond that
-    end (at most ``lr_max_extensions`` times). Probes are runs like any other: cached, resumed, fingerprinted."""
+    end (at most ``lr_max_extensions`` times). Probes are runs like any other: cached, resumed, fingerprinted, and
+    the probes of a size train as one group where ``group_size > 1`` (:func:`musicscale.sweep.run_sweep`)."""
     first = {}
     for m in mains:
         first.setdefault((m.dataset, m.config.arch, m.config.size), m)
@@ -150,7 +151,8 @@ def lr_search(workdir: Workdir, mains: Sequence[RunSpec], study: Study, *, clien
     for round_ in range(study.lr_max_extensions + 1):
         specs = [p for k, v in rates.items() if k not in out
                  for p in probe_specs(first[k], [r for r in v if r not in found[k]], study)]
-        for spec, r in zip(specs, run_sweep(workdir.root, specs, client=client, log=log, index=False)):
+        for spec, r in zip(specs, run_sweep(workdir.root, specs, client=client, log=log, index=False,
+                                                  group_size=group_size)):
             found[(spec.dataset, spec.config.arch, spec.config.size)][spec.config.lr] = r["val_loss"]
         for k in [k for k in rates if k not in out]:
             grid_rates = sorted(found[k])

@@ -122,6 +122,7 @@ class Architecture:
     # named changes to its size configs that the ablation trains (design.ablation_specs): name -> (fields, what)
     variants: dict[str, tuple[dict, str]] = field(default_factory=dict, repr=False)
     budget_factor: float = 1.0  # its runs' budgets: this times the study's tokens_per_param (design.token_budget)
+    groupable: bool = False  # its forward batches under torch.func.vmap, so runs of one shape train as one (grouped.py)
 
     def size_config(self, size: str, variant: str | None = None):
         """The config of a named size, with a named variant's changes applied."""
@@ -317,7 +318,9 @@ def non_embedding_parameters(model: nn.Module) -> int:
 
 register(Architecture("transformer", Transformer, TRANSFORMER_SIZES, lr=3e-3, color="tab:blue", label="Transformer",
                       variants={"no-positions": ({"positions": "none"}, "no position table"),
-                                "one-head": ({"n_head": 1}, "one head as wide as the model")}))
+                                "one-head": ({"n_head": 1}, "one head as wide as the model")},
+                      groupable=True))
+# nn.LSTM has no vmap batching rule: LSTM runs train alone
 register(Architecture("lstm", LSTM, LSTM_SIZES, lr=1e-2, color="tab:orange", label="LSTM"))
 
 

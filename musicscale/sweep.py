@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .grouped import group_key, groupable, train_group
 from .models import check_arch_size, describe
 from .train import TrainConfig, read_record, same_config, schedule_points, train, write_record
 from .workdir import (
@@ -99,6 +100,46 @@ def run_one(workdir: str | Path, spec: RunSpec, progress: bool = False) -> dict:
     return {**result, "_notes": notes}
 
 
+def run_group(workdir: str | Path, specs: Sequence[RunSpec]) -> list[dict]:
+    """Train runs of one dataset and one :func:`musicscale.grouped.group_key` as one program and write each
+    ``result.json`` (one spec: :func:`run_one`). Returns their records, each with ``_notes`` as :func:`run_one`'s."""
+    if len(specs) == 1:
+        return [run_one(workdir, specs[0])]
+    wd = Workdir(workdir)
+    dataset = specs[0].dataset
+    tokens, meta = load_tokens(wd, dataset)
+    notes: list[str] = []
+    dirs = [wd.run_dir(dataset, s.name) for s in specs]
+    records = train_group([s.config for s in specs], tokens, meta["vocab_size"], dirs,
+                          data_fingerprint=meta["fingerprint"], log=notes.append)
+    out = []
+    for spec, run_dir, result in zip(specs, dirs, records):
+        result.update(dataset=dataset, run=spec.name, entropy_rate=meta.get("entropy_rate"), group_size=len(specs))
+        write_record(run_dir / "result.json", result)
+        out.append({**result, "_notes": [n for n in notes if n.startswith(run_dir.name)]})
+    return out
+
+
+def groups(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:
+    """``specs`` in groups of at most ``size`` runs that can train as one (same dataset and
+    :func:`musicscale.grouped.group_key`, a family that batches under vmap), in the order of their first run;
+    a run that can join no other is a group of one."""
+    if size < 1:
+        raise ValueError(f"group_size must be at least 1, got {size}")
+    by_key: dict[tuple, list[list[RunSpec]]] = {}
+    out: list[list[RunSpec]] = []
+    for spec in specs:
+        if size == 1 or not groupable(spec.config):
+            out.append([spec])
+            continue
+        chunks = by_key.setdefault((spec.dataset, group_key(spec.config)), [])
+        if not chunks or len(chunks[-1]) == size:
+            chunks.append([])
+            out.append(chunks[-1])
+        chunks[-1].append(spec)
+    return out
+
+
 def finished_result(workdir: Workdir, spec: RunSpec, data_fingerprint: str | None = None) -> tuple[dict | None, str]:
     """``(result, "")`` if ``spec`` finished with the same configuration and data, else ``(None, why)``.
 
@@ -136,13 +177,15 @@ def _write_sweep_results(wd: Workdir, dataset: str, runs: list[dict], planned: i
 
 
 def run_sweep(workdir: str | Path, specs: Sequence[RunSpec], *, client=None,
-              log: Callable[[str], None] | None = print, index: bool = True) -> list[dict]:
+              log: Callable[[str], None] | None = print, index: bool = True, group_size: int = 1) -> list[dict]:
     """Run every spec not already finished; return all results in spec order.
 
     ``client`` is an optional ``dask.distributed.Client``: runs are then submitted to its workers (one
     run per worker thread; give each worker one thread and set ``TrainConfig.threads=1``). ``log``
     receives one line per run: its loss, and the time it took with an estimate of the time left.
     ``index=False`` leaves ``sweep_results.json`` alone (the learning-rate probes and the schedule check).
+    ``group_size > 1`` trains runs of one shape (a size's rate probes, its seeds) as one program of up to that
+    many (:mod:`musicscale.grouped`); each keeps its own run folder, checkpoints and ``result.json``.
     """
     wd = Workdir(workdir)
     datasets = list(dict.fromkeys(s.dataset for s in specs))
@@ -190,17 +233,20 @@ def run_sweep(workdir: str | Path, specs: Sequence[RunSpec], *, client=None,
             log(f"[{len(results)}/{len(specs)}] {_key(spec)}: {_loss_text(result)} "
                 f"(trained in {result['wall_time_s']:.0f} s; {elapsed:.0f} s so far, ETA {eta:.0f} s)")
 
+    tasks = groups(pending, group_size)
     if client is None:
-        for spec in pending:
-            record(spec, run_one(wd.root, spec))
+        for task in tasks:
+            for spec, result in zip(task, run_group(wd.root, task)):
+                record(spec, result)
     else:
         from dask.distributed import as_completed
 
         # Costliest first, so the slowest run does not start last.
-        order = sorted(pending, key=lambda s: -cost[_key(s)])
-        futures = {client.submit(run_one, str(wd.root), spec, pure=False): spec for spec in order}
+        order = sorted(tasks, key=lambda t: -sum(cost[_key(s)] for s in t))
+        futures = {client.submit(run_group, str(wd.root), task, pure=False): task for task in order}
         for future in as_completed(futures):
-            record(futures[future], future.result())
+            for spec, result in zip(futures[future], future.result()):
+                record(spec, result)
     return [results[_key(s)] for s in specs]
 
 

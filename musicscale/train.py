@@ -179,6 +179,7 @@ class RunRecord(TypedDict):
     dataset: NotRequired[str]
     run: NotRequired[str]
     entropy_rate: NotRequired[dict | None]
+    group_size: NotRequired[int]  # how many runs trained together with it as one program (musicscale.grouped)
 
 
 def write_record(path: str | Path, record: RunRecord) -> Path:
@@ -368,6 +369,123 @@ def _branch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: Train
     return b_model, b_opt
 
 
+@dataclass
+class _Run:
+    """One run as the loop advances it: its model, optimizer, batches and measurements so far. The solo loop
+    (:func:`train`) and the grouped one (:mod:`musicscale.grouped`) share it, so a run's checkpoints, measurements
+    and record do not depend on how it was trained."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    stream: WindowStream
+    data: dict[str, torch.Tensor]
+    device: torch.device
+    vocab_size: int
+    data_fingerprint: str | None
+    callback: Callable[[dict], None] | None
+    step: int = 0
+    curve: list = field(default_factory=list)
+    clock: _Clock = field(default_factory=_Clock)
+
+    @classmethod
+    def start(cls, cfg: TrainConfig, tokens: dict[str, np.ndarray], vocab_size: int, run_dir: str | Path, *,
+              data_fingerprint: str | None, log: Callable[[str], None] | None,
+              callback: Callable[[dict], None] | None = None) -> _Run:
+        """The run built from its seed, or resumed from its checkpoint (same configuration and data)."""
+        for split in ("train", "val", "test"):
+            if split not in tokens or len(tokens[split]) <= cfg.context_length + 1:
+                n = len(tokens.get(split, []))
+                raise ValueError(f"the {split} split has {n} tokens, fewer than context_length+2="
+                                 f"{cfg.context_length + 2}")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.arch, cfg.size, vocab_size, cfg.context_length, cfg.variant).to(device)
+        optimizer = make_optimizer(model, cfg)
+        data = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in tokens.items()}
+        run = cls(cfg, Path(run_dir), model, optimizer, window_stream(data["train"].to(device), cfg), data, device,
+                  vocab_size, data_fingerprint, callback)
+        state = load_resume_state(run.run_dir, cfg, data_fingerprint, device, log)
+        if state is not None:  # resume
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            run.step, run.curve = state["step"], state["curve"]
+            run.clock = _Clock(seconds=state.get("wall_time_s", 0.0))
+        return run
+
+    @property
+    def points(self) -> list[Point]:
+        return schedule_points(self.cfg)
+
+    @property
+    def pending(self) -> list[Point]:
+        """The points not measured yet (all of them, unless the run resumed)."""
+        return self.points[len(self.curve):]
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps the whole run takes: the trunk to its last fork, then every branch's cooldown."""
+        points = self.points
+        return points[-1].fork + sum(p.cooldown for p in points)
+
+    @property
+    def steps_done(self) -> int:
+        return self.step + sum(p.cooldown for p in self.points[: len(self.curve)])
+
+    def measure(self, point: Point, measured: torch.nn.Module, train_loss: float) -> dict:
+        """Measure ``measured`` (the trunk, or the branch cooled down to ``point``), save the checkpoint (and, at
+        the last point, the weights), and call the callback; returns the curve's entry."""
+        cfg, device = self.cfg, self.device
+        self.clock.lap()
+        tokens_seen = point.end * cfg.batch_tokens
+        flops_per_token = self.model.flops_per_token()
+        entry = {"step": point.end, "fork_step": point.fork, "tokens": tokens_seen,
+                 "epochs": self.stream.epochs(point.end), "flops": tokens_seen * flops_per_token,
+                 "train_loss": train_loss,
+                 "val_loss": evaluate(measured, self.data["val"], cfg.context_length, cfg.eval_tokens, device=device),
+                 "test_loss": evaluate(measured, self.data["test"], cfg.context_length, device=device)
+                 if cfg.train_branches is None else None}  # a learning-rate probe never measures the test split
+        self.curve.append(entry)
+        if point == self.points[-1]:
+            _save({"arch": cfg.arch, "size": cfg.size, "variant": cfg.variant, "vocab_size": self.vocab_size,
+                   "context_length": cfg.context_length, "step": point.end, "model": measured.state_dict(),
+                   "config": asdict(cfg), "data_fingerprint": self.data_fingerprint}, self.run_dir / "model.pt")
+        state = _state(self.model, self.optimizer, self.step, self.curve, cfg, self.data_fingerprint)
+        state["wall_time_s"] = self.clock.seconds
+        _save(state, self.run_dir / "checkpoint.pt")
+        if self.callback is not None:
+            self.callback(entry)
+        self.clock.restart()
+        return entry
+
+    def record(self) -> RunRecord:
+        """The run record of a run measured at every point."""
+        cfg, model, last = self.cfg, self.model, self.curve[-1]
+        flops_per_token = model.flops_per_token()
+        wall = self.clock.seconds
+        trained_tokens = self.total_steps * cfg.batch_tokens
+        test = last["test_loss"]
+        return {
+            "arch": cfg.arch, "size": cfg.size, "seed": cfg.seed,
+            "config": asdict(cfg), "data_fingerprint": self.data_fingerprint,
+            "params_non_embedding": non_embedding_parameters(model), "params_total": total_parameters(model),
+            "flops_per_token": flops_per_token, "tokens_seen": last["tokens"], "flops": last["flops"],
+            "unique_tokens": self.stream.unique, "epochs": last["epochs"],
+            "steps": last["step"], "trained_tokens": trained_tokens, "trained_flops": trained_tokens * flops_per_token,
+            "wall_time_s": wall, "tokens_per_s": trained_tokens / wall if wall > 0 else None,
+            "curve": self.curve,
+            "val_loss": last["val_loss"], "test_loss": test, "val_bpc": last["val_loss"] * NATS_TO_BITS,
+            "test_bpc": None if test is None else test * NATS_TO_BITS,
+            "device": str(self.device), "threads": torch.get_num_threads(),
+            "versions": {"musicscale": __version__, "torch": torch.__version__, "python": platform.python_version()},
+            "git_commit": git_commit(),
+        }
+
+
 def train(
     cfg: TrainConfig,
     tokens: dict[str, np.ndarray],
@@ -390,85 +508,19 @@ def train(
     ``data_fingerprint`` identifies the token streams (:func:`musicscale.workdir.data_fingerprint`): a
     checkpoint is resumed only if it was made with the same configuration and the same data.
     """
-    run_dir = Path(run_dir)
-    for split in ("train", "val", "test"):
-        if split not in tokens or len(tokens[split]) <= cfg.context_length + 1:
-            n = len(tokens.get(split, []))
-            raise ValueError(f"the {split} split has {n} tokens, fewer than context_length+2={cfg.context_length + 2}")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, cfg.size, vocab_size, cfg.context_length, cfg.variant).to(device)
-    optimizer = make_optimizer(model, cfg)
-    data = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in tokens.items()}
-    stream = window_stream(data["train"].to(device), cfg)
-    flops_per_token = model.flops_per_token()
-    measure_test = cfg.train_branches is None
-
-    step, curve, wall_before = 0, [], 0.0
-    ckpt_path, model_path = run_dir / "checkpoint.pt", run_dir / "model.pt"
-    state = load_resume_state(run_dir, cfg, data_fingerprint, device, log)
-    if state is not None:  # resume
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        step, curve = state["step"], state["curve"]
-        wall_before = state.get("wall_time_s", 0.0)
-
-    points = schedule_points(cfg)
-    trained = points[-1].fork + sum(p.cooldown for p in points)  # optimizer steps the whole run takes
-    done = step + sum(p.cooldown for p in points[: len(curve)])
-    clock = _Clock(seconds=wall_before)
-    bar = tqdm(total=trained, initial=done, disable=not progress, leave=False,
+    run = _Run.start(cfg, tokens, vocab_size, run_dir, data_fingerprint=data_fingerprint, log=log, callback=callback)
+    bar = tqdm(total=run.total_steps, initial=run.steps_done, disable=not progress, leave=False,
                desc=f"{cfg.arch}-{cfg.size}-s{cfg.seed}", unit="step")
-    for point in points[len(curve):]:
-        train_loss = _steps(model, optimizer, stream, cfg, step, point.fork, lambda s: lr_at(s, cfg), bar)
-        step = point.fork
-        measured = model
+    for point in run.pending:
+        train_loss = _steps(run.model, run.optimizer, run.stream, cfg, run.step, point.fork,
+                            lambda s: lr_at(s, cfg), bar)
+        run.step = point.fork
+        measured = run.model
         if point.cooldown:
-            measured, b_opt = _branch(model, optimizer, cfg)
-            train_loss = _steps(measured, b_opt, stream, cfg, point.fork, point.end,
+            measured, b_opt = _branch(run.model, run.optimizer, cfg)
+            train_loss = _steps(measured, b_opt, run.stream, cfg, point.fork, point.end,
                                 lambda s, p=point: cooldown_lr(s, p, cfg), bar)
-        clock.lap()
-        tokens_seen = point.end * cfg.batch_tokens
-        entry = {"step": point.end, "fork_step": point.fork, "tokens": tokens_seen,
-                 "epochs": stream.epochs(point.end), "flops": tokens_seen * flops_per_token, "train_loss": train_loss,
-                 "val_loss": evaluate(measured, data["val"], cfg.context_length, cfg.eval_tokens, device=device),
-                 "test_loss": evaluate(measured, data["test"], cfg.context_length, device=device)
-                 if measure_test else None}
-        curve.append(entry)
-        if point is points[-1]:
-            _save({"arch": cfg.arch, "size": cfg.size, "variant": cfg.variant, "vocab_size": vocab_size,
-                   "context_length": cfg.context_length, "step": point.end, "model": measured.state_dict(),
-                   "config": asdict(cfg), "data_fingerprint": data_fingerprint}, model_path)
-        state = _state(model, optimizer, step, curve, cfg, data_fingerprint)
-        state["wall_time_s"] = clock.seconds
-        _save(state, ckpt_path)
+        entry = run.measure(point, measured, train_loss)
         bar.set_postfix(val=f"{entry['val_loss']:.3f}")
-        if callback is not None:
-            callback(entry)
-        clock.restart()
     bar.close()
-
-    last = curve[-1]
-    n_params = non_embedding_parameters(model)
-    wall = clock.seconds
-    trained_tokens = trained * cfg.batch_tokens
-    test = last["test_loss"]
-    record: RunRecord = {
-        "arch": cfg.arch, "size": cfg.size, "seed": cfg.seed,
-        "config": asdict(cfg), "data_fingerprint": data_fingerprint,
-        "params_non_embedding": n_params, "params_total": total_parameters(model),
-        "flops_per_token": flops_per_token, "tokens_seen": last["tokens"], "flops": last["flops"],
-        "unique_tokens": stream.unique, "epochs": last["epochs"],
-        "steps": last["step"], "trained_tokens": trained_tokens, "trained_flops": trained_tokens * flops_per_token,
-        "wall_time_s": wall, "tokens_per_s": trained_tokens / wall if wall > 0 else None,
-        "curve": curve,
-        "val_loss": last["val_loss"], "test_loss": test, "val_bpc": last["val_loss"] * NATS_TO_BITS,
-        "test_bpc": None if test is None else test * NATS_TO_BITS,
-        "device": str(device), "threads": torch.get_num_threads(),
-        "versions": {"musicscale": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "git_commit": git_commit(),
-    }
-    return record
+    return run.record()

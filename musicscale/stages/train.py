@@ -43,8 +43,11 @@ from ..params import StageParameters, as_int, as_list, as_optional_list
 from ..repetition import FRESH_EPOCHS
 from ..sweep import RunSpec, cluster, run_sweep
 from ..tables import glue_text, html_table, markdown_table
-from ..train import ADAM_BETAS, TrainConfig, check_device, schedule_cost
+from ..train import ADAM_BETAS, TrainConfig, check_device, resolve_device, schedule_cost
 from ..workdir import Workdir, write_json
+
+# runs per group on a GPU when group_size is None: a guess, not yet sized by measured memory (issue 24)
+CUDA_GROUP_SIZE = 16
 
 
 @dataclass
@@ -79,6 +82,9 @@ class Params(StageParameters):
     ablation: dict | None = field(default_factory=lambda: dict(ABLATION_DEFAULTS))
     eval_tokens: int = TrainConfig.eval_tokens  # validation tokens per measurement; the test split is measured whole
     device: str = TrainConfig.device  # "auto" takes CUDA when present
+    # runs of one shape (a size's rate probes, its seeds) trained as one program of up to this many
+    # (musicscale.grouped); None: CUDA_GROUP_SIZE on a GPU, 1 (each run alone) on the CPU, where it does not pay
+    group_size: int | None = None
     n_workers: int = 1  # > 1: a local Dask cluster runs that many runs at once
     scheduler_address: str | None = None  # or the address of a running Dask scheduler, e.g. "tcp://10.0.0.1:8786"
 
@@ -92,6 +98,8 @@ class Params(StageParameters):
         self.extra_seed_sizes = as_list("extra_seed_sizes", self.extra_seed_sizes, allow_empty=True)
         self.lr_factors = [float(f) for f in as_list("lr_factors", self.lr_factors, item=(int, float))]
         self.n_workers = as_int("n_workers", self.n_workers, minimum=1)
+        if self.group_size is not None:
+            self.group_size = as_int("group_size", self.group_size, minimum=1)
         as_int("context_length", self.context_length, minimum=1)
         check_device(self.device)
         study = self.study()  # checks the study's own fields
@@ -119,6 +127,12 @@ class Params(StageParameters):
         # one spec per run: the checks' baseline runs may be each other's (those that are main runs stay here too:
         # the checks read their results from this sweep, which reuses them)
         return mains, list({(s.dataset, s.name): s for s in extra}.values())
+
+    def resolved_group_size(self) -> int:
+        """How many runs of one shape train as one program: ``group_size``, or by the device the runs train on."""
+        if self.group_size is not None:
+            return self.group_size
+        return CUDA_GROUP_SIZE if resolve_device(self.device).type == "cuda" else 1
 
     def base_config(self) -> TrainConfig:
         """The shape of every run; its budget is set per size (one thread per run: deterministic, and runs
@@ -154,13 +168,16 @@ def run(workdir: str | Path, *, log: Callable[[str], None] | None = print, **par
     mains, extra = p.specs(datasets)  # every budget, check and experiment is planned here, before any run
     check_fresh(wd, mains + extra)
     with cluster(p.n_workers, p.scheduler_address) as client:
-        searched = lr_search(wd, [m for m in mains if m.config.seed == p.seed], plan, client=client, log=log)
+        group = p.resolved_group_size()
+        searched = lr_search(wd, [m for m in mains if m.config.seed == p.seed], plan, client=client, log=log,
+                             group_size=group)
         for dataset in datasets:
             write_json(wd.lr_search(dataset), [v for k, v in searched.items() if k[0] == dataset])
         mains, extra = p.specs(datasets, {k: v["chosen"] for k, v in searched.items()})
-        runs = run_sweep(wd.root, mains, client=client, log=log)
+        runs = run_sweep(wd.root, mains, client=client, log=log, group_size=group)
         # the schedule check's and the repetition experiment's runs, in one sweep (they share the workers)
-        done = list(zip(extra, run_sweep(wd.root, extra, client=client, log=log, index=False) if extra else []))
+        rest = run_sweep(wd.root, extra, client=client, log=log, index=False, group_size=group) if extra else []
+        done = list(zip(extra, rest))
     checked: list[dict] = []
     if plan.schedule_check:
         check = resolve_schedule_check(mains, plan.schedule_check, p.seed)
