@@ -28,13 +28,13 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
 from .models import architecture
-from .train import RunRecord, TrainConfig, _branch, _Run, cooldown_lr, lr_at, schedule_points
+from .train import RunRecord, TrainConfig, _branch, _Run, autocast, cooldown_lr, lr_at, schedule_points
 
 
 def group_key(cfg: TrainConfig) -> tuple:
     """What members of one group share: the shape of a step and the steps at which they fork and are measured."""
     return (cfg.arch, cfg.size, cfg.variant, cfg.context_length, cfg.batch_size, cfg.device, cfg.threads,
-            cfg.eval_tokens, tuple((p.end, p.cooldown) for p in schedule_points(cfg)))
+            cfg.eval_tokens, cfg.precision, tuple((p.end, p.cooldown) for p in schedule_points(cfg)))
 
 
 def groupable(cfg: TrainConfig) -> bool:
@@ -51,15 +51,17 @@ class _Stacked:
         self.base = copy.deepcopy(self.models[0])  # the structure functional_call runs (ties included)
         self.names = [n for n, _ in self.models[0].named_parameters()]
 
-    def losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def losses(self, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
         """Each member's mean training loss on its own batch (``x``, ``y``: (K, B, T)), with every member's
         gradient in its parameters' ``.grad``."""
         params = {n: torch.stack([m.get_parameter(n).detach() for m in self.models]).requires_grad_()
                   for n in self.names}
         self.base.train()
-        logits = vmap(lambda p, xi: functional_call(self.base, p, (xi,)), randomness="different")(params, x)
-        # each member's loss as the solo trainer computes it: one mean over a (B*T, V) batch
-        losses = torch.stack([F.cross_entropy(lg.reshape(-1, lg.size(-1)), t.reshape(-1)) for lg, t in zip(logits, y)])
+        with autocast(cfg, x.device):
+            logits = vmap(lambda p, xi: functional_call(self.base, p, (xi,)), randomness="different")(params, x)
+            # each member's loss as the solo trainer computes it: one mean over a (B*T, V) batch
+            losses = torch.stack([F.cross_entropy(lg.reshape(-1, lg.size(-1)), t.reshape(-1))
+                                  for lg, t in zip(logits, y)])
         losses.sum().backward()  # a member's loss depends on its own parameters only: each gets its own gradient
         for i, model in enumerate(self.models):
             for n in self.names:
@@ -81,7 +83,7 @@ def _steps(runs: Sequence[_Run], models: Sequence[torch.nn.Module], optimizers: 
             for group in optimizer.param_groups:
                 group["lr"] = rate(r.cfg, step)
             optimizer.zero_grad(set_to_none=True)
-        losses = stacked.losses(torch.stack([x for x, _ in batches]), torch.stack([y for _, y in batches]))
+        losses = stacked.losses(torch.stack([x for x, _ in batches]), torch.stack([y for _, y in batches]), runs[0].cfg)
         for r, model, optimizer in zip(runs, models, optimizers):
             torch.nn.utils.clip_grad_norm_(model.parameters(), r.cfg.grad_clip)
             optimizer.step()

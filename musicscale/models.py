@@ -123,6 +123,9 @@ class Architecture:
     variants: dict[str, tuple[dict, str]] = field(default_factory=dict, repr=False)
     budget_factor: float = 1.0  # its runs' budgets: this times the study's tokens_per_param (design.token_budget)
     groupable: bool = False  # its forward batches under torch.func.vmap, so runs of one shape train as one (grouped.py)
+    # the sizes that train faster under bf16 autocast than in fp32 on a GPU (benchmarks/throughput.py, one H200,
+    # batch 64 x 256: README); on a GPU they train in bf16 unless the train stage's precision says otherwise
+    bf16_sizes: tuple[str, ...] = ()
 
     def size_config(self, size: str, variant: str | None = None):
         """The config of a named size, with a named variant's changes applied."""
@@ -319,9 +322,10 @@ def non_embedding_parameters(model: nn.Module) -> int:
 register(Architecture("transformer", Transformer, TRANSFORMER_SIZES, lr=3e-3, color="tab:blue", label="Transformer",
                       variants={"no-positions": ({"positions": "none"}, "no position table"),
                                 "one-head": ({"n_head": 1}, "one head as wide as the model")},
-                      groupable=True))
+                      groupable=True, bf16_sizes=("gpu-m", "gpu-l")))
 # nn.LSTM has no vmap batching rule: LSTM runs train alone
-register(Architecture("lstm", LSTM, LSTM_SIZES, lr=1e-2, color="tab:orange", label="LSTM"))
+register(Architecture("lstm", LSTM, LSTM_SIZES, lr=1e-2, color="tab:orange", label="LSTM",
+                      bf16_sizes=("gpu-s", "gpu-m", "gpu-l")))
 
 
 def build_model(arch: str, size: str, vocab_size: int, context_length: int, variant: str | None = None) -> nn.Module:

@@ -42,6 +42,7 @@ from .models import architecture, build_model, non_embedding_parameters, total_p
 from .workdir import CorruptArtifactError, atomic_write, git_commit, load_torch, move_aside, read_json, write_json
 
 NATS_TO_BITS = 1.0 / math.log(2.0)
+PRECISIONS = ("fp32", "bf16")
 ADAM_BETAS = (0.9, 0.95)
 
 
@@ -72,6 +73,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None  # torch CPU threads; None leaves torch's default
     unique_tokens: int | None = None  # read only the first this many training tokens, in epochs (None: the split)
+    precision: str = "fp32"  # "bf16": the training forward under bf16 autocast (weights, optimizer, evaluation fp32)
 
     def __post_init__(self) -> None:
         for name in ("token_budget", "context_length", "batch_size", "n_evals", "eval_tokens", "n_branches"):
@@ -95,6 +97,8 @@ class TrainConfig:
                 self.unique_tokens, (int, np.integer)) or self.unique_tokens < self.context_length):
             raise ValueError(f"unique_tokens must be None or an integer of at least context_length="
                              f"{self.context_length}, got {self.unique_tokens!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.variant is not None:
             architecture(self.arch).size_config(self.size, self.variant)  # ValueError naming the variants
         if self.train_branches is not None and not 1 <= self.train_branches <= self.n_branches:
@@ -124,7 +128,7 @@ class TrainConfig:
 
 # Fields added to TrainConfig after runs were recorded, with the value that reproduces what a record without
 # them did: such a record was made with that value (so a finished run is still reused).
-ADDED_FIELDS = {"variant": None}
+ADDED_FIELDS = {"variant": None, "precision": "fp32"}
 
 
 def same_config(stored: dict, cfg: TrainConfig) -> bool:
@@ -345,8 +349,9 @@ def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream: Win
         for group in optimizer.param_groups:
             group["lr"] = lr(step)
         x, y = stream.batch(step)
-        logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        with autocast(cfg, x.device):
+            logits = model(x)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -355,6 +360,12 @@ def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream: Win
         n += 1
         bar.update(1)
     return total / n if n else math.nan
+
+
+def autocast(cfg: TrainConfig, device: torch.device):
+    """The training forward's precision: bf16 autocast for ``precision="bf16"`` (cross-entropy stays fp32, as
+    autocast keeps it), else a context that changes nothing."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
 
 def _branch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig):

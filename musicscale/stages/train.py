@@ -38,12 +38,12 @@ from ..design import (
     tokens_read,
 )
 from ..evaluate import covers_every_tune
-from ..models import SIZE_GRIDS, check_arch_size, describe, size_grid_table
+from ..models import SIZE_GRIDS, architecture, check_arch_size, describe, size_grid_table
 from ..params import StageParameters, as_int, as_list, as_optional_list
 from ..repetition import FRESH_EPOCHS
 from ..sweep import RunSpec, cluster, run_sweep
 from ..tables import glue_text, html_table, markdown_table
-from ..train import ADAM_BETAS, TrainConfig, check_device, resolve_device, schedule_cost
+from ..train import ADAM_BETAS, PRECISIONS, TrainConfig, check_device, resolve_device, schedule_cost
 from ..workdir import Workdir, write_json
 
 # runs per group on a GPU when group_size is None: a guess, not yet sized by measured memory (issue 24)
@@ -85,6 +85,9 @@ class Params(StageParameters):
     # runs of one shape (a size's rate probes, its seeds) trained as one program of up to this many
     # (musicscale.grouped); None: CUDA_GROUP_SIZE on a GPU, 1 (each run alone) on the CPU, where it does not pay
     group_size: int | None = None
+    # "fp32", or "bf16" (the training forward under autocast); None: bf16 on a GPU at the sizes where it measured
+    # faster (models.Architecture.bf16_sizes), fp32 everywhere else
+    precision: str | None = None
     n_workers: int = 1  # > 1: a local Dask cluster runs that many runs at once
     scheduler_address: str | None = None  # or the address of a running Dask scheduler, e.g. "tcp://10.0.0.1:8786"
 
@@ -100,6 +103,8 @@ class Params(StageParameters):
         self.n_workers = as_int("n_workers", self.n_workers, minimum=1)
         if self.group_size is not None:
             self.group_size = as_int("group_size", self.group_size, minimum=1)
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be None or one of {PRECISIONS}, got {self.precision!r}")
         as_int("context_length", self.context_length, minimum=1)
         check_device(self.device)
         study = self.study()  # checks the study's own fields
@@ -126,7 +131,14 @@ class Params(StageParameters):
         extra += ablation_specs(mains, plan.ablation, self.seed)
         # one spec per run: the checks' baseline runs may be each other's (those that are main runs stay here too:
         # the checks read their results from this sweep, which reuses them)
-        return mains, list({(s.dataset, s.name): s for s in extra}.values())
+        extra = list({(s.dataset, s.name): s for s in extra}.values())
+        return [self._with_precision(s) for s in mains], [self._with_precision(s) for s in extra]
+
+    def _with_precision(self, spec: RunSpec) -> RunSpec:
+        """The run in its precision: ``precision``, or bf16 on a GPU at its family's bf16 sizes, else fp32."""
+        precision = self.precision or ("bf16" if resolve_device(self.device).type == "cuda"
+                                       and spec.config.size in architecture(spec.config.arch).bf16_sizes else "fp32")
+        return replace(spec, config=replace(spec.config, precision=precision))
 
     def resolved_group_size(self) -> int:
         """How many runs of one shape train as one program: ``group_size``, or by the device the runs train on."""
@@ -138,7 +150,8 @@ class Params(StageParameters):
         """The shape of every run; its budget is set per size (one thread per run: deterministic, and runs
         go in parallel)."""
         return TrainConfig(token_budget=self.min_steps * self.batch_size * self.context_length, threads=1,
-                           **{f.name: getattr(self, f.name) for f in fields(TrainConfig) if hasattr(self, f.name)})
+                           **{f.name: getattr(self, f.name) for f in fields(TrainConfig)
+                              if hasattr(self, f.name) and f.name != "precision"})  # set per size (specs)
 
 
 def synthetic_tokens_needed(**values) -> int:
