@@ -164,7 +164,6 @@ def forms_summary(checks: dict) -> str:
     return "; ".join(parts) if parts else "no held-out check ran"
 
 
-
 def forms_verdict(results: dict) -> str:
     """Across every held-out check of the build, per other form: in how many the additive law predicts better
     beyond noise, in how many the form does, and in how many neither."""
@@ -181,7 +180,6 @@ def forms_verdict(results: dict) -> str:
                      f"{count['additive']} of {n} check{'s' * (n != 1)}, {label} in {count[key]} and neither in "
                      f"{count[None]}")
     return "; ".join(parts) if parts else "no held-out check ran, so no form of the law was compared"
-
 
 
 def repetition_worth(results: dict) -> str:
@@ -217,7 +215,6 @@ def repetition_worth(results: dict) -> str:
     return "; ".join(parts) if parts else "no repetition experiment in this build"
 
 
-
 def effective_summary(results: dict) -> str:
     """One sentence per real corpus and family: how far its largest epochs go and what D' changes."""
     parts = []
@@ -233,7 +230,6 @@ def effective_summary(results: dict) -> str:
         parts.append(f"{d} {arch} (at most {e['max_epochs']:.2f} epochs): fitted {how}, β {format_ci(e, 'beta')} "
                      f"against {format_ci(j, 'beta')} on D, floor E {format_ci(e, 'E')} against {format_ci(j, 'E')}")
     return "; ".join(parts) if parts else "no real corpus in this build"
-
 
 
 def ground_truth_sentence(g: dict, best: float | None = None, gain: float | None = None) -> str:
@@ -255,7 +251,6 @@ def ground_truth_sentence(g: dict, best: float | None = None, gain: float | None
         text += (": a floor below H* is one no model can reach, so the additive form bends wrongly here (it takes the"
                  " slowing of the largest runs for a floor) rather than measuring one")
     return text
-
 
 
 def holdout_tally(results: dict) -> str:
@@ -287,7 +282,6 @@ def holdout_tally(results: dict) -> str:
     return text + (f" ({not_run} could not run)" if not_run else "")
 
 
-
 def holdout_summary(h: dict) -> str:
     """One held-out check in a sentence: the errors, the seed spread and the verdict, or why it did not run."""
     if "error" in h:
@@ -295,8 +289,6 @@ def holdout_summary(h: dict) -> str:
     sd = "one seed only" if h["seed_sd"] is None else f"{h['seed_sd']:.4f}"
     return (f"the law errs by {h['law_error']:.4f} nats/char, the baselines by {h['flat_error']:.4f} (no further "
             f"improvement) and {h['loglinear_error']:.4f} (log-log line), the seeds differ by {sd}: {h['verdict']}")
-
-
 
 
 # --------------------------------------------------------------------------- the generate stage's findings
