@@ -17,8 +17,9 @@ import numpy as np
 
 from .models import architecture, check_arch_size, describe
 from .params import as_int
+from .schedule import schedule_points
 from .sweep import RunSpec, run_sweep
-from .train import TrainConfig, schedule_points
+from .train import TrainConfig
 from .workdir import Workdir
 
 

@@ -28,7 +28,8 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
 from .models import architecture
-from .train import RunRecord, TrainConfig, _branch, _Run, autocast, cooldown_lr, lr_at, schedule_points
+from .schedule import cooldown_lr, lr_at, schedule_points
+from .train import RunRecord, TrainConfig, _branch, _Run, autocast
 
 
 def group_key(cfg: TrainConfig) -> tuple:

@@ -20,7 +20,8 @@ import numpy as np
 
 from .grouped import group_key, groupable, train_group
 from .models import check_arch_size, describe
-from .train import TrainConfig, read_record, same_config, schedule_points, train, write_record
+from .schedule import schedule_points
+from .train import TrainConfig, read_record, same_config, train, write_record
 from .workdir import (
     CorruptArtifactError,
     Workdir,

@@ -1,14 +1,8 @@
 """The training loop: one function that trains one model and returns its record.
 
-The default schedule is warmup-stable-decay (WSD; Hägele et al. 2024, "Scaling Laws and Compute-Optimal
-Training Beyond Fixed Training Durations"): a linear warm-up, then a constant peak rate on a *trunk* that
-never decays. At each of ``n_branches`` token counts ``D_k = token_budget / branch_ratio^k`` a *branch*
-copies the model and the optimizer at ``0.8 D_k``, decays the rate to zero over the last
-``cooldown_frac`` of ``D_k`` (the "1 - sqrt" shape that paper found best) and measures the validation and
-test loss: one point ``(N, D_k, L)`` per branch, each the loss a full WSD run of length ``D_k`` would reach,
-for about 1.2 times the cost of the longest run alone. ``schedule="cosine"`` trains the classic cosine run
-(warm-up, cosine decay to ``min_lr_ratio`` of the peak) with ``n_evals`` points along the way, for the check
-that a branch at D matches a cosine run of length D.
+A run follows its schedule (:mod:`musicscale.schedule`): warmup-stable-decay, whose trunk never decays and whose
+cooldown branches each end at one measured point ``(N, D_k, L)``, the loss a full WSD run of length ``D_k`` would
+reach, for about 1.2 times the cost of the longest run alone; or, for the schedule check, the classic cosine run.
 
 Batches are epochs of shuffled windows of the training split (:mod:`musicscale.batches`), a function of
 the seed and the step, so a branch reads what the trunk would have read; every point records its epochs
@@ -39,6 +33,7 @@ from . import __version__
 from .batches import WindowStream
 from .evaluate import evaluate_tunes
 from .models import architecture, build_model, non_embedding_parameters, total_parameters
+from .schedule import Point, cooldown_lr, lr_at, schedule_points, warmup_steps
 from .workdir import CorruptArtifactError, atomic_write, git_commit, load_torch, move_aside, read_json, write_json
 
 NATS_TO_BITS = 1.0 / math.log(2.0)
@@ -196,44 +191,6 @@ def read_record(path: str | Path) -> RunRecord:
     return read_json(path)
 
 
-@dataclass(frozen=True)
-class Point:
-    """Where a run is measured: after ``end`` optimizer steps, the last ``cooldown`` of them on a branch."""
-
-    end: int
-    cooldown: int
-
-    @property
-    def fork(self) -> int:
-        return self.end - self.cooldown
-
-
-def schedule_points(cfg: TrainConfig) -> list[Point]:
-    """The measurement points of a run: WSD branch ends (a geometric series up to ``token_budget``, only
-    the first ``train_branches`` for a probe), or ``n_evals`` evenly spaced points of a cosine run."""
-    total = cfg.total_steps
-    if cfg.schedule == "cosine":
-        ends = sorted({max(1, round(total * (i + 1) / cfg.n_evals)) for i in range(cfg.n_evals)})
-        return [Point(e, 0) for e in ends]
-    ends = [max(1, round(total / cfg.branch_ratio ** (cfg.n_branches - 1 - k))) for k in range(cfg.n_branches)]
-    points = [Point(e, max(1, round(cfg.cooldown_frac * e))) for e in ends]
-    return points[: cfg.train_branches] if cfg.train_branches else points
-
-
-def schedule_cost(cfg: TrainConfig) -> float:
-    """The optimizer steps of a whole run (the trunk up to its last fork, then every branch's cooldown) over
-    the steps of its longest branch: what measuring every branch costs beyond training the longest alone."""
-    points = schedule_points(cfg)
-    return (points[-1].fork + sum(p.cooldown for p in points)) / points[-1].end
-
-
-def warmup_steps(cfg: TrainConfig) -> int:
-    """Warm-up steps: a fraction of the shortest branch (every branch shares the trunk's warm-up), or of a
-    cosine run."""
-    base = cfg.total_steps if cfg.schedule == "cosine" else schedule_points(cfg)[0].end
-    return max(1, round(cfg.warmup_frac * base))
-
-
 def check_device(device: str) -> str:
     """``device`` if it names a device this machine has (``auto``, ``cpu``, ``cuda[:i]``); ValueError otherwise."""
     if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
@@ -248,23 +205,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """The trunk's rate at ``step``: linear warm-up to the peak, then constant (WSD) or cosine decay to
-    ``min_lr_ratio`` of the peak (cosine)."""
-    peak, total, warmup = cfg.learning_rate, cfg.total_steps, warmup_steps(cfg)
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    if cfg.schedule == "wsd":
-        return peak
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return peak * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def cooldown_lr(step: int, point: Point, cfg: TrainConfig) -> float:
-    """A branch's rate at ``step``: from the peak down towards zero as ``1 - sqrt(progress)``."""
-    return cfg.learning_rate * (1.0 - math.sqrt((step - point.fork) / point.cooldown))
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:

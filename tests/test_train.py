@@ -8,17 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from musicscale.schedule import cooldown_lr, lr_at, schedule_points, warmup_steps
 from musicscale.sweep import load_tokens
 from musicscale.tokenizer import unigram_entropy
-from musicscale.train import (
-    TrainConfig,
-    cooldown_lr,
-    lr_at,
-    same_config,
-    schedule_points,
-    train,
-    warmup_steps,
-)
+from musicscale.train import TrainConfig, same_config, train
 
 
 def small_config(**kw) -> TrainConfig:

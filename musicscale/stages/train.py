@@ -41,9 +41,10 @@ from ..evaluate import covers_every_tune
 from ..models import SIZE_GRIDS, architecture, check_arch_size, describe, size_grid_table
 from ..params import StageParameters, as_int, as_list, as_optional_list
 from ..repetition import FRESH_EPOCHS
+from ..schedule import schedule_cost
 from ..sweep import RunSpec, cluster, run_sweep
 from ..tables import glue_text, html_table, markdown_table
-from ..train import ADAM_BETAS, PRECISIONS, TrainConfig, check_device, resolve_device, schedule_cost
+from ..train import ADAM_BETAS, PRECISIONS, TrainConfig, check_device, resolve_device
 from ..workdir import Workdir, write_json
 
 # runs per group on a GPU when group_size is None: a guess, not yet sized by measured memory (issue 24)
