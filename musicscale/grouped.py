@@ -7,7 +7,7 @@ and one ``torch.func.vmap`` of the model's forward and backward computes every m
 each member keeps its own model, AdamW, gradient clipping and rate schedule (the solo trainer's, on its own
 parameters), its own cooldown branches, checkpoints and record (:class:`musicscale.train._Run`). So a member
 resumes alone or in a group alike, and its record is the solo trainer's up to the rounding of the batched
-matrix products.
+matrix products (its ``wall_time_s`` is the group's: the members train in the same seconds).
 
 Why: on a GPU a step of a small model costs kernel launches, not FLOPs, so K members cost about what one does;
 on the CPU it pays only at batch 1 (``benchmarks/batched.py``; torch 2.13 also has no batching rule for the
