@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import holdout, identification, repetition
+from . import differences, holdout, identification, repetition
 from .fitting import percentile_ci
 from .joint_law import JointFit, fit_joint_law, flag_below_floor, joint_fit, joint_law
 from .models import arch_order
@@ -28,6 +28,9 @@ from .power_law import compute_frontier, fit_compute_law_over_runs, fit_power_la
 from .repetition import FRESH_EPOCHS
 from .workdir import json_safe
 
+# a run's points before this fraction of its tokens are not fitted: early training follows other dynamics than the
+# law's (Choshen et al. 2025, "A Hitchhiker's Guide to Scaling Law Estimation")
+EARLY_FRACTION = 0.1
 HOLDOUT_FACTORS = {"N": 10.0, "D": 4.0}  # how far the held-out checks extrapolate, in N and in D
 SENSITIVITY_DELTAS = (1e-3, 1e-2, 1e-1)  # Huber deltas of the sensitivity table (the first is the main fit's)
 
@@ -47,10 +50,12 @@ def compute_points(runs: Sequence[dict], loss: str = "val_loss") -> list[tuple[n
 
 
 def cooldown_points(runs: Sequence[dict]) -> list[dict]:
-    """Every end of a cooldown branch of every run: run, size, seed, N (non-embedding and total), D, D/N,
-    training FLOPs of a run of that length, validation and test loss."""
+    """Every end of a cooldown branch of every run: run, size, seed, N (non-embedding and total), D, its run's
+    longest branch D_max, whether it is an early point (D below :data:`EARLY_FRACTION` of D_max), D/N, training
+    FLOPs of a run of that length, validation and test loss."""
     return [{"run": r["run"], "size": r["size"], "seed": r["seed"], "N": r["params_non_embedding"],
              "N_total": r.get("params_total", r["params_non_embedding"]), "D": p["tokens"],
+             "D_max": r["tokens_seen"], "early": p["tokens"] < EARLY_FRACTION * r["tokens_seen"],
              "D_per_N": p["tokens"] / r["params_non_embedding"], "flops": p["flops"],
              "U": r.get("unique_tokens"), "epochs": p.get("epochs"),
              "val_loss": p["val_loss"], "test_loss": p["test_loss"]}
@@ -113,7 +118,7 @@ def fit_joint(points: holdout.Points, *, n_boot: int, seed: int, delta: float = 
     """The joint law on every end-of-cooldown point. The bootstrap resamples whole runs within each size:
     the sizes are the study's design, the seeds its randomness, so a resample is the study rerun with seeds
     drawn again (a size trained at one seed adds no resampling variation, which the report says)."""
-    return fit_joint_law(points.N, points.D, points.L, groups=points.run, strata=points.N, n_boot=n_boot,
+    return fit_joint_law(points.N, points.D, points.L, groups=points.run, strata=points.strata, n_boot=n_boot,
                                  seed=seed, delta=delta, start=start)
 
 
@@ -173,7 +178,7 @@ def ground_truth(fit: JointFit, points: holdout.Points, entropy_rate: float, *, 
     out = {"H": entropy_rate, "E": fit.E, "E_ci": [json_safe(lo), json_safe(hi)],
            "E_rel_error": None if unknown else (fit.E - entropy_rate) / entropy_rate, "covers": covers,
            "not_identified": unknown}
-    excess = fit_joint_law(points.N, points.D, points.L, groups=points.run, strata=points.N,
+    excess = fit_joint_law(points.N, points.D, points.L, groups=points.run, strata=points.strata,
                                    E=entropy_rate, n_boot=n_boot, seed=seed, start=fit)
     out["fixed_floor"] = {k: v for k, v in excess.to_dict().items() if k not in ("residuals",)}
     return out
@@ -186,7 +191,7 @@ def sensitivity(fit: JointFit, records: Sequence[dict]) -> list[dict]:
     points = holdout.Points.from_records(records)
     smallest = points.N.min()
     variants = [("main fit: non-embedding N, Huber δ = 1e-3", points, SENSITIVITY_DELTAS[0], fit)]
-    total = holdout.Points(np.array([r["N_total"] for r in records], dtype=float), points.D, points.L, points.run)
+    total = points.with_values(N=np.array([r["N_total"] for r in records], dtype=float))
     variants.append(("total parameters (embeddings included)", total, SENSITIVITY_DELTAS[0], None))
     variants += [(f"Huber δ = {d:g}", points, d, None) for d in SENSITIVITY_DELTAS[1:]]
     variants.append(("without the smallest size", points[points.N > smallest], SENSITIVITY_DELTAS[0], None))
@@ -208,7 +213,10 @@ def gain_of_last_doubling(runs: Sequence[dict]) -> dict[str, float | None]:
     WSD every branch ends cooled down, so this is what the last doubling of D bought: near zero means the
     size has stopped learning from more data at this budget."""
     gains: dict[str, list[float]] = {}
+    longest = {}
     for r in runs:
+        longest[r["size"]] = max(longest.get(r["size"], 0), r["tokens_seen"])
+    for r in (r for r in runs if r["tokens_seen"] == longest[r["size"]]):  # each size's longest budget
         by_tokens = {p["tokens"]: p["test_loss"] for p in r["curve"]}
         half = by_tokens.get(r["tokens_seen"] // 2)
         if half is not None and r.get("test_loss") is not None:
@@ -218,10 +226,11 @@ def gain_of_last_doubling(runs: Sequence[dict]) -> dict[str, float | None]:
 
 def analyze_architecture(runs: Sequence[dict], *, entropy_rate: float | None, n_boot: int, seed: int) -> dict:
     """Every fit and check of one architecture on one dataset (a worker's unit of work)."""
-    records = cooldown_points(runs)
+    every = cooldown_points(runs)
+    records = [r for r in every if not r["early"]]
     points = holdout.Points.from_records(records)
     n_check = max(50, n_boot // 5)  # bootstrap draws of the fixed-floor fit, whose intervals decide nothing
-    out: dict = {"n_runs": len(runs)}
+    out: dict = {"n_runs": len(runs), "fit_points": {"all": len(every), "early": len(every) - len(records)}}
     out["budgets"] = [{"size": s, "N": n, "D": d, "D_per_N": d / n, "D_min": d_min}
                       for s, n, d, d_min in sorted({(r["size"], r["params_non_embedding"], r["tokens_seen"],
                                                      r["curve"][0]["tokens"]) for r in runs}, key=lambda t: t[1])]
@@ -244,6 +253,9 @@ def analyze_architecture(runs: Sequence[dict], *, entropy_rate: float | None, n_
             except ValueError as err:
                 out["holdout"][axis] = {"axis": axis, "factor": factor, "error": str(err)}
         out["sensitivity"] = sensitivity(fit, records)
+        # the exponents again from differences that cancel E: beside the joint fit's, whether floor and exponent
+        # were told apart
+        out["differences"] = differences.difference_exponents(points, n_boot=max(50, n_boot // 5), seed=seed)
         if entropy_rate is not None:
             out["ground_truth"] = ground_truth(fit, points, entropy_rate, n_boot=n_check, seed=seed)
     out["single_budget"] = single_budget_fit(runs, common_tokens(runs), n_boot=max(20, n_boot // 10), seed=seed)
@@ -333,7 +345,7 @@ def effective_joint(runs: Sequence[dict], R_star: dict | None, joint: dict, *, n
     left out: D' would be extrapolated there); otherwise the law on the points within :data:`FRESH_EPOCHS` epochs
     only. Says which, and how many points that left out. Where that changes nothing (no R*, every point in the
     fresh range) it is the joint law on D, ``joint``, and is not fitted again."""
-    records = cooldown_points(runs)
+    records = [r for r in cooldown_points(runs) if not r["early"]]
     if any(r.get("U") is None for r in records):
         return {"error": "runs without a record of their unique tokens (trained before epochs were recorded)"}
     points = holdout.Points.from_records(records)
@@ -344,8 +356,7 @@ def effective_joint(runs: Sequence[dict], R_star: dict | None, joint: dict, *, n
         keep = np.array([r["epochs"] <= R_star["max_epochs"] for r in records])
         out.update(basis="effective data D'", R_star=R_star["R_star"], n_left_out=int((~keep).sum()),
                    measured_epochs=R_star["max_epochs"])
-        points = holdout.Points(points.N, repetition.effective_data(points.D, U, R_star["R_star"]), points.L,
-                                points.run)[keep]
+        points = points.with_values(D=repetition.effective_data(points.D, U, R_star["R_star"]))[keep]
     else:
         keep = np.array([r["epochs"] <= FRESH_EPOCHS for r in records])
         out.update(basis=f"points within {FRESH_EPOCHS:g} epochs", R_star=None, n_left_out=int((~keep).sum()))
@@ -435,7 +446,7 @@ def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot:
     archs = list(per_arch)
     out: dict = {"n_runs": len(runs), "entropy_rate": entropy_rate}
     for key in ("budgets", "last_doubling_gain", "epochs", "joint", "holdout", "sensitivity", "ground_truth",
-                "single_budget", "compute"):
+                "single_budget", "compute", "differences", "fit_points"):
         out[key] = {a: v[key] for a, v in per_arch.items() if key in v}
     fits = {a: joint_fit(v["joint"]) for a, v in per_arch.items()}
     if len(archs) >= 2 and all(fits.get(a) for a in archs[:2]):  # the report's comparison: the first two families

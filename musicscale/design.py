@@ -17,7 +17,7 @@ import numpy as np
 
 from .models import architecture, check_arch_size, describe
 from .params import as_int
-from .schedule import schedule_points
+from .schedule import schedule_points, warmup_steps
 from .sweep import RunSpec, run_sweep
 from .train import TrainConfig
 from .workdir import Workdir
@@ -60,11 +60,18 @@ class Study:
     extra_seeds: int  # more seeds (seed + 1, ...) of the sizes below
     extra_seed_sizes: tuple[str, ...]
     lr_factors: tuple[float, ...]  # the search grid, times the architecture's rate
-    lr_probe_branches: int  # a probe trains the shortest branches of its size's run and is scored on the last
+    lr_probe_branches: int  # a probe is a run of its own as long as this branch of its size's (shortest) main run
     lr_max_extensions: int  # grid points added at an end while the best rate is at that end
     schedule_check: dict | None  # {"dataset", "arch", "size", "seeds", "points"}: cosine runs vs branches
     repetition: dict | None = None  # {"dataset", "sizes", "factors", "seeds"}: runs on a prefix of D / factor tokens
     ablation: dict | None = None  # see ABLATION_DEFAULTS: main runs with one thing changed
+    # the longest branches of every size's main runs, in tokens, the same for every N (so D does not grow with N);
+    # None: one run per size, its budget from tokens_per_param (token_budget)
+    budgets: tuple[int, ...] | None = None
+    beta2s: tuple[float, ...] = (0.95,)  # AdamW beta2 values searched with the rate (each against every rate)
+    # the sizes whose recipe is searched; every other size takes the rate of the power law in N fitted to them and
+    # the beta2 of the nearest searched size (None: every size is searched)
+    recipe_sizes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("min_steps", "max_steps"):
@@ -103,27 +110,70 @@ class Study:
                 raise ValueError(f"repetition['sizes'] must be None or a list of sizes, got {sizes!r}")
         if self.ablation is not None:
             check_ablation(self.ablation)
+        if self.budgets is not None:
+            if (not isinstance(self.budgets, (list, tuple)) or not self.budgets
+                    or any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 or b & (b - 1)
+                           for b in self.budgets) or list(self.budgets) != sorted(set(self.budgets))):
+                raise ValueError(f"budgets must be None or increasing powers of two (tokens), got {self.budgets!r}")
+        if not self.beta2s or any(isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < 1
+                                  for b in self.beta2s):
+            raise ValueError(f"beta2s must be a non-empty list of values in (0, 1), got {self.beta2s!r}")
+        if self.recipe_sizes is not None and not self.recipe_sizes:
+            raise ValueError("recipe_sizes must be None (search every size) or a non-empty list of sizes")
+
+
+def size_budgets(arch: str, size: str, base: TrainConfig, study: Study) -> list[int]:
+    """The longest branches (tokens) of a size's main runs: ``study.budgets`` (the same for every N), or the one
+    budget of :func:`token_budget`."""
+    if study.budgets is not None:
+        for b in study.budgets:
+            if b % base.batch_tokens:
+                raise ValueError(f"budgets: {b:,} tokens is not a whole number of steps of "
+                                 f"{base.batch_tokens:,} tokens (batch_size x context_length)")
+        return list(study.budgets)
+    return [token_budget(arch, size, base.context_length, base.batch_size, tokens_per_param=study.tokens_per_param,
+                         min_steps=study.min_steps, max_steps=study.max_steps)]
 
 
 def plan_runs(datasets: Sequence[str], archs: Sequence[str], sizes: Sequence[str], seed: int, base: TrainConfig,
-              study: Study, lrs: dict[tuple[str, str, str], float] | None = None) -> list[RunSpec]:
-    """The main runs: every size at ``seed`` and ``study.extra_seeds`` more seeds of ``extra_seed_sizes``,
-    each with its size's budget and, once the search has chosen it, its learning rate (``lrs``)."""
+              study: Study, recipes: dict[tuple[str, str, str], dict] | None = None) -> list[RunSpec]:
+    """The main runs: every size at each of its budgets (:func:`size_budgets`), at ``seed`` and
+    ``study.extra_seeds`` more seeds of ``extra_seed_sizes``, each with, once the search has chosen it, its
+    recipe (``recipes``: (dataset, arch, size) -> {"lr", "beta2"})."""
     specs = []
     for d, a, s in itertools.product(datasets, archs, sizes):
         check_arch_size(a, s)
-        budget = token_budget(a, s, base.context_length, base.batch_size, tokens_per_param=study.tokens_per_param,
-                              min_steps=study.min_steps, max_steps=study.max_steps)
         seeds = [seed] + (list(range(seed + 1, seed + 1 + study.extra_seeds)) if s in study.extra_seed_sizes else [])
-        lr = (lrs or {}).get((d, a, s))
-        specs += [RunSpec(d, replace(base, arch=a, size=s, seed=sd, token_budget=budget, lr=lr)) for sd in seeds]
+        recipe = (recipes or {}).get((d, a, s), {})
+        optimizer = {"lr": recipe["lr"], "beta2": recipe["beta2"]} if recipe else {}
+        specs += [RunSpec(d, replace(base, arch=a, size=s, seed=sd, token_budget=budget, **optimizer))
+                  for budget in size_budgets(a, s, base, study) for sd in seeds]
     return specs
 
 
-def probe_specs(main: RunSpec, rates: Sequence[float], study: Study) -> list[RunSpec]:
-    """Learning-rate probes of a main run: its schedule truncated to the shortest branches, one per rate."""
-    branches = min(study.lr_probe_branches, main.config.n_branches)
-    return [RunSpec(main.dataset, replace(main.config, lr=float(r), train_branches=branches), "lr") for r in rates]
+def reference_runs(mains: Sequence[RunSpec], study: Study) -> list[RunSpec]:
+    """The main runs that the schedule check, the repetition experiment and the ablation start from: those at the
+    middle budget of ``study.budgets`` (the middle of the range, where a 4x longer arm is still affordable), or
+    every main run where each size has one budget."""
+    if study.budgets is None:
+        return list(mains)
+    middle = study.budgets[len(study.budgets) // 2]
+    return [m for m in mains if m.config.token_budget == middle]
+
+
+def probe_config(main: TrainConfig, study: Study) -> TrainConfig:
+    """The shape of a size's probes: a WSD run of its own, as long as branch ``lr_probe_branches`` of the main
+    run, with its own warm-up, stable phase and full cooldown at that length, scored on validation at its end
+    (``train_branches=1``: a probe never measures the test split)."""
+    branch = min(study.lr_probe_branches, main.n_branches)
+    tokens = schedule_points(main)[branch - 1].end * main.batch_tokens
+    return replace(main, token_budget=tokens, n_branches=1, train_branches=1)
+
+
+def probe_specs(main: RunSpec, grid: Iterable[tuple[float, float]], study: Study) -> list[RunSpec]:
+    """Probes of a main run (:func:`probe_config`), one per (rate, beta2) of ``grid``."""
+    cfg = probe_config(main.config, study)
+    return [RunSpec(main.dataset, replace(cfg, lr=float(r), beta2=float(b)), "lr") for r, b in grid]
 
 
 def choose_rate(rates: Sequence[float], val_losses: Sequence[float]) -> tuple[float, str]:
@@ -136,38 +186,122 @@ def choose_rate(rates: Sequence[float], val_losses: Sequence[float]) -> tuple[fl
     return rates[best], where
 
 
+def optimum_rate(rates: Sequence[float], val_losses: Sequence[float]) -> float:
+    """The rate of lowest validation loss between grid points: the vertex of the parabola in log(rate) through
+    the best probe and its two neighbours (the best grid rate where it lies at an end, or the parabola opens
+    downwards); the vertex is kept within the neighbours."""
+    best, where = choose_rate(rates, val_losses)
+    if where != "inside":
+        return best
+    order = sorted(range(len(rates)), key=lambda i: rates[i])
+    k = [rates[i] for i in order].index(best)
+    x = np.log([rates[order[k - 1]], best, rates[order[k + 1]]])
+    y = np.array([val_losses[order[k - 1]], val_losses[order[k]], val_losses[order[k + 1]]], dtype=float)
+    if not np.all(np.isfinite(y)):
+        return best
+    curvature, slope, _ = np.polyfit(x, y, 2)
+    if not curvature > 0:
+        return best
+    return float(np.exp(np.clip(-slope / (2 * curvature), x[0], x[2])))
+
+
+def fit_rate_law(sizes: Sequence[float], rates: Sequence[float]) -> dict:
+    """``lr*(N) = c N^-k`` by least squares in log-log through the searched sizes' optimal rates (Porian et al.
+    2024; DeepSeek LLM 2024): ``{"c", "k"}``; with one searched size, ``k = 0`` (its rate for every size)."""
+    x, y = np.log(np.asarray(sizes, dtype=float)), np.log(np.asarray(rates, dtype=float))
+    if len(np.unique(x)) < 2:
+        return {"c": float(np.exp(y.mean())), "k": 0.0}
+    slope, intercept = np.polyfit(x, y, 1)
+    return {"c": float(np.exp(intercept)), "k": float(-slope)}
+
+
+def rate_of_law(law: dict, n: float) -> float:
+    """The rate the law :func:`fit_rate_law` gives a size of ``n`` non-embedding parameters."""
+    return float(law["c"] * n ** -law["k"])
+
+
+def _searched_sizes(mains: Sequence[RunSpec], study: Study) -> dict[tuple[str, str, str], RunSpec]:
+    """Per (dataset, arch, size) whose recipe is searched, the main run its probes copy: its shortest budget."""
+    first: dict[tuple[str, str, str], RunSpec] = {}
+    for m in sorted(mains, key=lambda m: m.config.token_budget):
+        if study.recipe_sizes is None or m.config.size in study.recipe_sizes:
+            first.setdefault((m.dataset, m.config.arch, m.config.size), m)
+    return first
+
+
 def lr_search(workdir: Workdir, mains: Sequence[RunSpec], study: Study, *, client=None,
               log: Callable[[str], None] | None = print, group_size: int = 1) -> dict[tuple[str, str, str], dict]:
-    """Choose each (dataset, arch, size)'s peak rate on **validation** loss: probe a grid around the
-    architecture's default, and while the best rate is at an end of the grid, add the next rate beyond that
-    end (at most ``lr_max_extensions`` times). Probes are runs like any other: cached, resumed, fingerprinted, and
-    the probes of a size train as one group where ``group_size > 1`` (:func:`musicscale.sweep.run_sweep`)."""
-    first = {}
-    for m in mains:
-        first.setdefault((m.dataset, m.config.arch, m.config.size), m)
+    """Choose the recipe, peak rate and AdamW beta2, of each (dataset, arch, size) on **validation** loss.
+
+    At each searched size (``study.recipe_sizes``, or every size) a grid of rates around the architecture's
+    default, each at every beta2 of ``study.beta2s``, is probed (:func:`probe_config`: short runs with their own
+    cooldown); while the best rate is at an end of the grid the next rate beyond that end is added (at most
+    ``lr_max_extensions`` times). The optimum of each size is the best beta2's parabola vertex
+    (:func:`optimum_rate`); the rate law ``lr*(N) = c N^-k`` fitted to them (per dataset and family) gives
+    **every** size its rate, and a size not searched takes the beta2 of the nearest searched size in log N.
+    Probes are runs like any other: cached, resumed, fingerprinted, grouped where ``group_size > 1``. Returns
+    one entry per (dataset, arch, size) of ``mains``: ``lr`` and ``beta2`` (what its runs use), and for a
+    searched size its grid and own choice."""
+    first = _searched_sizes(mains, study)
     rates = {k: [architecture(k[1]).lr * f for f in study.lr_factors] for k in first}
     step = {k: study.lr_factors[1] / study.lr_factors[0] for k in first}
-    out: dict[tuple[str, str, str], dict] = {}
-    found: dict[tuple[str, str, str], dict[float, float]] = {k: {} for k in first}
+    done: dict[tuple[str, str, str], dict] = {}
+    found: dict[tuple[str, str, str], dict[tuple[float, float], float]] = {k: {} for k in first}
+    seconds: dict[tuple[str, str, str], float] = {}  # the probes' training time, per size
     for round_ in range(study.lr_max_extensions + 1):
-        specs = [p for k, v in rates.items() if k not in out
-                 for p in probe_specs(first[k], [r for r in v if r not in found[k]], study)]
+        specs = [p for k, v in rates.items() if k not in done
+                 for p in probe_specs(first[k], [(r, b) for r in v for b in study.beta2s
+                                                  if (r, b) not in found[k]], study)]
         for spec, r in zip(specs, run_sweep(workdir.root, specs, client=client, log=log, index=False,
-                                                  group_size=group_size)):
-            found[(spec.dataset, spec.config.arch, spec.config.size)][spec.config.lr] = r["val_loss"]
-        for k in [k for k in rates if k not in out]:
-            grid_rates = sorted(found[k])
-            best, where = choose_rate(grid_rates, [found[k][r] for r in grid_rates])
+                                            group_size=group_size)):
+            k = (spec.dataset, spec.config.arch, spec.config.size)
+            found[k][(spec.config.lr, spec.config.beta2)] = r["val_loss"]
+            seconds[k] = seconds.get(k, 0.0) + (r.get("wall_time_s") or 0.0)
+        for k in [k for k in rates if k not in done]:
+            grid = found[k]
+            best_b2 = min(study.beta2s, key=lambda b: min(_finite(grid[(r, b)]) for r in rates[k]))
+            column = sorted(rates[k])
+            best, where = choose_rate(column, [grid[(r, best_b2)] for r in column])
             if where == "inside" or round_ == study.lr_max_extensions:
-                out[k] = {"dataset": k[0], "arch": k[1], "size": k[2], "rates": grid_rates,
-                          "val_loss": [found[k][r] for r in grid_rates], "chosen": best, "bracketed": where == "inside",
-                          "probe_tokens": schedule_points(probe_specs(first[k], [best], study)[0].config)[-1].end
-                          * first[k].config.batch_tokens}
+                probe = probe_config(first[k].config, study)
+                done[k] = {"dataset": k[0], "arch": k[1], "size": k[2], "searched": True,
+                           "N": _non_embedding(first[k]), "rates": column,
+                           "val_loss": [grid[(r, best_b2)] for r in column], "chosen": best,
+                           "optimum": optimum_rate(column, [grid[(r, best_b2)] for r in column]),
+                           "beta2": best_b2, "bracketed": where == "inside",
+                           "grid": [{"lr": r, "beta2": b, "val_loss": grid[(r, b)]} for r in column
+                                    for b in study.beta2s],
+                           "probe_tokens": probe.token_budget, "probe_warmup_steps": warmup_steps(probe),
+                           "probe_time_s": seconds.get(k, 0.0)}
             else:
-                rates[k] = grid_rates + [grid_rates[0] / step[k] if where == "low" else grid_rates[-1] * step[k]]
+                rates[k] = column + [column[0] / step[k] if where == "low" else column[-1] * step[k]]
                 if log:
                     log(f"{k[0]}/{k[1]}-{k[2]}: the best rate {best:.3g} is at the {where} end of the grid; "
                         "adding the next rate beyond it")
+    return apply_rate_law(done, mains)
+
+
+def _finite(value: float | None) -> float:
+    return value if value is not None and math.isfinite(value) else math.inf
+
+
+def apply_rate_law(searched: dict[tuple[str, str, str], dict], mains: Sequence[RunSpec]
+                   ) -> dict[tuple[str, str, str], dict]:
+    """Every (dataset, arch, size) of ``mains`` with its recipe: the rate of the law fitted (per dataset and
+    family) to the searched sizes' optima, and the beta2 of the nearest searched size in log N."""
+    out: dict[tuple[str, str, str], dict] = {}
+    sizes = {(m.dataset, m.config.arch, m.config.size): _non_embedding(m) for m in mains}
+    for (d, a) in dict.fromkeys((k[0], k[1]) for k in sizes):
+        mine = [v for k, v in searched.items() if k[:2] == (d, a)]
+        if not mine:
+            raise ValueError(f"recipe_sizes: no size of the {a} runs of {d!r} is searched; name at least one of "
+                             f"{[k[2] for k in sizes if k[:2] == (d, a)]}")
+        law = fit_rate_law([v["N"] for v in mine], [v["optimum"] for v in mine])
+        for k, n in ((k, n) for k, n in sizes.items() if k[:2] == (d, a)):
+            nearest = min(mine, key=lambda v: abs(math.log(v["N"] / n)))
+            entry = searched.get(k) or {"dataset": d, "arch": a, "size": k[2], "searched": False, "N": n,
+                                        "rates": [], "val_loss": [], "chosen": None, "bracketed": None}
+            out[k] = {**entry, "lr": rate_of_law(law, n), "beta2": nearest["beta2"], "law": law}
     return out
 
 

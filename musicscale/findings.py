@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterator, Sequence
 
 from . import ablation, holdout, identification, repetition, validity
-from .analysis import HOLDOUT_FACTORS
+from .analysis import EARLY_FRACTION, HOLDOUT_FACTORS
 from .generated import REFERENCE
 from .identification import format_ci
 from .models import ARCHITECTURES, arch_order
@@ -43,6 +43,7 @@ def findings(results: dict) -> dict[str, str]:
            "n_boot": text_value(results["parameters"]["n_boot"], "d"),
            "holdout_factor_N": text_value(HOLDOUT_FACTORS["N"], "g"),
            "holdout_factor_D": text_value(HOLDOUT_FACTORS["D"], "g"),
+           "early_pct": text_value(100 * EARLY_FRACTION, "g"),
            "holdout_tally": holdout_tally(results),
            "forms_verdict": forms_verdict(results),
            "repetition_worth": repetition_worth(results),
@@ -54,6 +55,8 @@ def findings(results: dict) -> dict[str, str]:
             out[f"{p}_joint_law"] = joint_law_sentence(j, sizes)
             out[f"{p}_N_range"] = f"{min(sizes):,.0f}–{max(sizes):,.0f}" if sizes else "n/a (no runs)"
             out[f"{p}_exponents"] = exponents(j)
+            out[f"{p}_differences"] = differences_sentence(ds.get("differences", {}).get(arch), j,
+                                                           ds.get("fit_points", {}).get(arch))
             out[f"{p}_single_budget"] = single_budget_sentence(ds["single_budget"].get(arch, {}))
             out[f"{p}_optimal_split"] = optimal_split(j)
             checks = ds.get("holdout", {}).get(arch, {})
@@ -99,6 +102,28 @@ def exponents(j: dict) -> str:
     if "error" in j:
         return f"not fitted ({j['error']})"
     return f"α = {format_ci(j, 'alpha')}, β = {format_ci(j, 'beta')}"
+
+
+def differences_sentence(diff: dict | None, j: dict, fit_points: dict | None) -> str:
+    """The exponents from differences that cancel the floor, beside the joint fit's: whether each interval of one
+    overlaps the other's, and how many early points the fits left out."""
+    early = (f"{fit_points['early']} of {fit_points['all']} points were early (left out of every fit)"
+             if fit_points else "no count of early points")
+    if not diff or "alpha" not in diff:
+        return f"the exponents were not estimated from differences (no joint law to set them beside); {early}"
+    parts = []
+    for name, symbol in (("alpha", "α"), ("beta", "β")):
+        value, (lo, hi) = diff[name], diff[f"{name}_ci"]
+        if value is None or not math.isfinite(value):
+            parts.append(f"{symbol} could not be estimated (fewer than 3 positive differences)")
+            continue
+        joint_lo, joint_hi = j.get(f"{name}_ci") or (None, None)
+        agree = (joint_lo is not None and joint_hi is not None and lo is not None and hi is not None
+                 and lo <= joint_hi and joint_lo <= hi)
+        interval = f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "(no interval)"
+        parts.append(f"{symbol} = {value:.3f} {interval} from {diff[f'{name}_n_positive']} positive "
+                     f"differences, " + ("overlapping" if agree else "apart from") + " the joint fit's interval")
+    return "; ".join(parts) + f"; {early}"
 
 
 def single_budget_sentence(single: dict) -> str:

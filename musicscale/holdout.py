@@ -55,6 +55,17 @@ class Points:
         return cls(np.array([r["N"] for r in records], dtype=float), np.array([r["D"] for r in records], dtype=float),
                    np.array([r[loss] for r in records], dtype=float), np.array([r["run"] for r in records]))
 
+    @property
+    def strata(self) -> np.ndarray:
+        """What a bootstrap resamples runs within: the sizes. Every size stays in every resample, and its runs (all
+        budgets and seeds) are drawn again: with two seeds per budget, drawing within each budget too gives
+        intervals that cover a known law's parameters even less often (``benchmarks/coverage.py``)."""
+        return self.N
+
+    def with_values(self, N: np.ndarray | None = None, D: np.ndarray | None = None) -> Points:
+        """The same points (runs, losses) with other N or D (total parameters, effective data)."""
+        return Points(self.N if N is None else N, self.D if D is None else D, self.L, self.run)
+
     def __getitem__(self, mask: np.ndarray) -> Points:
         return Points(self.N[mask], self.D[mask], self.L[mask], self.run[mask])
 
@@ -146,7 +157,8 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
     obs = np.array([observed[t] for t in targets])
     tN, tD = (np.array([t[i] for t in targets]) for i in (0, 1))
 
-    W, degenerate = fitting.group_resamples(fitted.run, n_boot, seed, [fitted.N, fitted.D], strata=fitted.N)
+    W, degenerate = fitting.group_resamples(fitted.run, n_boot, seed, [fitted.N, fitted.D],
+                                             strata=fitted.strata)
     law = fit_joint_law(fitted.N, fitted.D, fitted.L, groups=fitted.run, delta=delta, start=start,
                                 resamples=W)
     pred = law.predict(tN, tD)
@@ -155,7 +167,7 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
     advantage = min(errors["flat"], errors["loglinear"]) - errors["law"]
 
     # the held-out seeds are drawn again too, within each held-out size
-    W_held, _ = fitting.group_resamples(held.run, len(W), seed + 1, [], strata=held.N)
+    W_held, _ = fitting.group_resamples(held.run, len(W), seed + 1, [], strata=held.strata)
     held_draws = {}  # per resample, the held-out seed means: every form is scored against the same redraw
     for row in law.boot_rows.tolist():
         means = _seed_means(held, W_held[row])

@@ -319,7 +319,7 @@ def non_embedding_parameters(model: nn.Module) -> int:
     return total_parameters(model) - model.embedding_parameters()
 
 
-register(Architecture("transformer", Transformer, TRANSFORMER_SIZES, lr=3e-3, color="tab:blue", label="Transformer",
+register(Architecture("transformer", Transformer, TRANSFORMER_SIZES, lr=1e-2, color="tab:blue", label="Transformer",
                       variants={"no-positions": ({"positions": "none"}, "no position table"),
                                 "one-head": ({"n_head": 1}, "one head as wide as the model")},
                       groupable=True, bf16_sizes=("gpu-m", "gpu-l")))

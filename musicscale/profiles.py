@@ -15,20 +15,27 @@ PROFILES: dict[str, dict[str, dict]] = {
     "default": {
         "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_eval_tunes": 400, "n_workers": 2},
         "03_train": {
-            # the four sizes up to tiny span the fit of the held-out check in N; medium lies >= 10x beyond them.
-            # Two seeds of every size: the bootstrap redraws the seeds of each size, and the held-out points have a
-            # seed spread. (A third seed of every size took the default report past 25 minutes on 2 cores.)
-            "sizes": ["nano", "micro", "mini", "tiny", "small", "medium"],
-            "context_length": 256, "batch_size": 16, "n_branches": 6,
-            "tokens_per_param": 30, "min_steps": 256, "max_steps": 1024,
-            "lr_factors": [0.25, 0.5, 1.0, 2.0, 4.0], "lr_probe_branches": 3,
-            "extra_seeds": 1, "extra_seed_sizes": ["nano", "micro", "mini", "tiny", "small", "medium"],
+            # the three sizes up to tiny span the fit of the held-out check in N; medium lies >= 10x beyond them.
+            # Every size trains at three budgets, the same for every N (256 K, 1 M and 4 M tokens), each with four
+            # branches: D/N spreads over 128x at every N, and N over 48x at every D. Batches of 4 x 256 tokens: at
+            # these sizes a step is worth more than a wide batch (tiny Transformer, 1 M tokens: 1.99 nats/char at
+            # 16 x 256, 1.54 at 4 x 256). Two seeds of every run: the bootstrap redraws them.
+            "sizes": ["micro", "mini", "tiny", "small", "medium"],
+            "context_length": 256, "batch_size": 4, "n_branches": 4,
+            "budgets": [262_144, 1_048_576, 4_194_304],
+            # the recipe (rate x beta2) is searched at three sizes on probes as long as the shortest budget, each
+            # with its own cooldown; the rate law fitted to them sets every size's rate
+            "lr_factors": [0.5, 1.0, 2.0], "beta2s": [0.95, 0.99, 0.999], "lr_probe_branches": 4,
+            "lr_max_extensions": 3, "recipe_sizes": ["micro", "tiny", "small"],
+            "extra_seeds": 1, "extra_seed_sizes": ["micro", "mini", "tiny", "small", "medium"],
             # the schedule check and the repetition experiment on the study's synthetic dataset where it has one
-            # (else its first dataset / no repetition experiment): a profile never names a dataset
+            # (else its first dataset / no repetition experiment), at the middle budget: a profile never names a
+            # dataset
             "schedule_check": {"arch": "transformer", "size": "tiny", "seeds": 3, "points": 2},
             # what a repeated token is worth: two sizes per family on 1/4, 1/16 and 1/64 of their D
             "repetition": {"sizes": ["mini", "tiny"], "factors": [4, 16, 64], "seeds": 2},
-            # why the Transformer trails: its tiny and small runs again with one thing changed, two seeds per arm
+            # whether the Transformer is still under-trained: its tiny and small runs again with one thing changed
+            # (its 4x arm is the main run of the longest budget), two seeds per arm
             "ablation": {"sizes": ["tiny", "small"], "seeds": 2},
             "eval_tokens": 65_536, "n_workers": 2,
         },

@@ -51,7 +51,7 @@ class RunSpec:
         c = self.config
         base = f"{c.arch}-{c.size}-s{c.seed}-t{c.token_budget}"
         if self.kind == "lr":
-            return f"{base}-lr{c.lr:.3g}-probe{c.train_branches}"
+            return f"{base}-lr{c.lr:.3g}-b{c.beta2:g}-probe{c.train_branches}"
         if self.kind == "cosine":
             return f"{base}-cosine"
         if self.kind == "repeat":

@@ -38,7 +38,7 @@ from .workdir import CorruptArtifactError, atomic_write, git_commit, load_torch,
 
 NATS_TO_BITS = 1.0 / math.log(2.0)
 PRECISIONS = ("fp32", "bf16")
-ADAM_BETAS = (0.9, 0.95)
+ADAM_BETA1 = 0.9
 
 
 @dataclass
@@ -64,6 +64,7 @@ class TrainConfig:
     n_evals: int = 4  # cosine: evaluations along the run
     weight_decay: float = 0.1
     grad_clip: float = 1.0
+    beta2: float = 0.95  # AdamW's second-moment decay (beta1 is ADAM_BETA1); the study chooses it per size
     eval_tokens: int = 8192  # validation tokens (whole tunes) per point; the test split is measured whole
     device: str = "auto"
     threads: int | None = None  # torch CPU threads; None leaves torch's default
@@ -92,6 +93,8 @@ class TrainConfig:
                 self.unique_tokens, (int, np.integer)) or self.unique_tokens < self.context_length):
             raise ValueError(f"unique_tokens must be None or an integer of at least context_length="
                              f"{self.context_length}, got {self.unique_tokens!r}")
+        if not 0 < self.beta2 < 1:
+            raise ValueError(f"beta2 must be in (0, 1), got {self.beta2!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.variant is not None:
@@ -123,7 +126,7 @@ class TrainConfig:
 
 # Fields added to TrainConfig after runs were recorded, with the value that reproduces what a record without
 # them did: such a record was made with that value (so a finished run is still reused).
-ADDED_FIELDS = {"variant": None, "precision": "fp32"}
+ADDED_FIELDS = {"variant": None, "precision": "fp32", "beta2": 0.95}
 
 
 def same_config(stored: dict, cfg: TrainConfig) -> bool:
@@ -212,7 +215,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=ADAM_BETAS, foreach=True)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(ADAM_BETA1, cfg.beta2), foreach=True)
 
 
 def window_stream(data: torch.Tensor, cfg: TrainConfig) -> WindowStream:

@@ -13,8 +13,9 @@ factor times (:func:`musicscale.design.repetition_specs`), to measure what a rep
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,12 @@ from ..design import (
     compare_schedules,
     lr_search,
     plan_runs,
+    reference_runs,
     repetition_specs,
     resolve_schedule_check,
     schedule_check_specs,
+    size_budgets,
     split_tokens_needed,
-    token_budget,
     tokens_read,
 )
 from ..evaluate import covers_every_tune
@@ -44,7 +46,7 @@ from ..repetition import FRESH_EPOCHS
 from ..schedule import schedule_cost
 from ..sweep import RunSpec, cluster, run_sweep
 from ..tables import glue_text, html_table, markdown_table
-from ..train import ADAM_BETAS, PRECISIONS, TrainConfig, check_device, resolve_device
+from ..train import ADAM_BETA1, PRECISIONS, TrainConfig, check_device, resolve_device
 from ..workdir import Workdir, write_json
 
 # runs per group on a GPU when group_size is None: a guess, not yet sized by measured memory (issue 24)
@@ -71,6 +73,13 @@ class Params(StageParameters):
     lr_factors: list = field(default_factory=lambda: [0.25, 1.0, 4.0])  # rates tried, times the family's default
     lr_probe_branches: int = 2  # a probe trains this many of its size's shortest branches, scored on the last
     lr_max_extensions: int = 6  # rates added beyond an end of the grid while the best rate is at that end
+    beta2s: list = field(default_factory=lambda: [0.95])  # AdamW beta2 values searched, each against every rate
+    # the sizes whose recipe is searched (None: every size); the others take the rate law's rate (a power law in N
+    # fitted to the searched sizes' optima) and the beta2 of the nearest searched size
+    recipe_sizes: list | None = None
+    # the longest branches (tokens) of every size's main runs, the same for every N, so that D does not grow with
+    # N; None: one run per size, its longest branch from tokens_per_param, min_steps and max_steps
+    budgets: list | None = None
     extra_seeds: int = 1  # more seeds of the sizes below
     extra_seed_sizes: list = field(default_factory=lambda: ["micro"])
     # cosine runs against WSD branches of one model (seeds, and branch lengths from the longest), or None; a model
@@ -101,6 +110,12 @@ class Params(StageParameters):
             check_arch_size(arch, size)
         self.extra_seed_sizes = as_list("extra_seed_sizes", self.extra_seed_sizes, allow_empty=True)
         self.lr_factors = [float(f) for f in as_list("lr_factors", self.lr_factors, item=(int, float))]
+        self.beta2s = [float(b) for b in as_list("beta2s", self.beta2s, item=(int, float))]
+        self.recipe_sizes = as_optional_list("recipe_sizes", self.recipe_sizes)
+        for size in self.recipe_sizes or []:
+            if size not in self.sizes:
+                raise ValueError(f"recipe_sizes: {size!r} is not one of the study's sizes ({self.sizes})")
+        self.budgets = as_optional_list("budgets", self.budgets, item=int)
         self.n_workers = as_int("n_workers", self.n_workers, minimum=1)
         if self.group_size is not None:
             self.group_size = as_int("group_size", self.group_size, minimum=1)
@@ -118,20 +133,25 @@ class Params(StageParameters):
     def study(self) -> Study:
         """The fields of :class:`Study` (what the stage runs besides each run's shape)."""
         values = {f.name: getattr(self, f.name) for f in fields(Study) if hasattr(self, f.name)}
-        return Study(**{**values, "extra_seed_sizes": tuple(values["extra_seed_sizes"]),
-                        "lr_factors": tuple(values["lr_factors"])})
+        tuples = {k: tuple(values[k]) for k in ("extra_seed_sizes", "lr_factors", "beta2s", "recipe_sizes", "budgets")
+                  if values[k] is not None}
+        return Study(**{**values, **tuples})
 
-    def specs(self, datasets: Sequence[str], lrs: dict | None = None) -> tuple[list[RunSpec], list[RunSpec]]:
-        """The main runs, and the schedule check's and the repetition experiment's runs, planned (and checked)
-        before any run; ``lrs`` are the chosen rates (None before the search)."""
+    def specs(self, datasets: Sequence[str], recipes: dict | None = None) -> tuple[list[RunSpec], list[RunSpec]]:
+        """The main runs, and the schedule check's, the repetition experiment's and the ablation's runs, planned
+        (and checked) before any run; ``recipes`` are the chosen rates and beta2 (None before the search)."""
         plan, base = self.study(), self.base_config()
-        mains = plan_runs(datasets, self.archs, self.sizes, self.seed, base, plan, lrs)
-        extra = schedule_check_specs(mains, plan.schedule_check, self.seed) if plan.schedule_check else []
+        mains = plan_runs(datasets, self.archs, self.sizes, self.seed, base, plan, recipes)
+        ref = reference_runs(mains, plan)
+        extra = schedule_check_specs(ref, plan.schedule_check, self.seed) if plan.schedule_check else []
         if plan.repetition is not None:
-            extra += repetition_specs(mains, plan.repetition, datasets, self.seed)
-        extra += ablation_specs(mains, plan.ablation, self.seed)
-        # one spec per run: the checks' baseline runs may be each other's (those that are main runs stay here too:
-        # the checks read their results from this sweep, which reuses them)
+            extra += repetition_specs(ref, plan.repetition, datasets, self.seed)
+        extra += ablation_specs(ref, plan.ablation, self.seed)
+        # one spec per run: the checks' baseline runs may be each other's, and a check's run that is a main run
+        # (the ablation's longer arm at the next budget) is that main run (they stay here too: the checks read their
+        # results from this sweep, which reuses them)
+        main_of = {(m.dataset, _config_key(m.config)): m for m in mains}
+        extra = [main_of.get((s.dataset, _config_key(s.config)), s) for s in extra]
         extra = list({(s.dataset, s.name): s for s in extra}.values())
         return [self._with_precision(s) for s in mains], [self._with_precision(s) for s in extra]
 
@@ -153,6 +173,10 @@ class Params(StageParameters):
         return TrainConfig(token_budget=self.min_steps * self.batch_size * self.context_length, threads=1,
                            **{f.name: getattr(self, f.name) for f in fields(TrainConfig)
                               if hasattr(self, f.name) and f.name != "precision"})  # set per size (specs)
+
+
+def _config_key(cfg: TrainConfig) -> str:
+    return repr(sorted(asdict(cfg).items()))
 
 
 def synthetic_tokens_needed(**values) -> int:
@@ -187,14 +211,14 @@ def run(workdir: str | Path, *, log: Callable[[str], None] | None = print, **par
                              group_size=group)
         for dataset in datasets:
             write_json(wd.lr_search(dataset), [v for k, v in searched.items() if k[0] == dataset])
-        mains, extra = p.specs(datasets, {k: v["chosen"] for k, v in searched.items()})
+        mains, extra = p.specs(datasets, searched)
         runs = run_sweep(wd.root, mains, client=client, log=log, group_size=group)
         # the schedule check's and the repetition experiment's runs, in one sweep (they share the workers)
         rest = run_sweep(wd.root, extra, client=client, log=log, index=False, group_size=group) if extra else []
         done = list(zip(extra, rest))
     checked: list[dict] = []
     if plan.schedule_check:
-        check = resolve_schedule_check(mains, plan.schedule_check, p.seed)
+        check = resolve_schedule_check(reference_runs(mains, plan), plan.schedule_check, p.seed)
         checked = compare_schedules([r for s, r in done if s.kind == "main"],
                                     [r for s, r in done if s.kind == "cosine"])
         for row in checked:
@@ -203,17 +227,20 @@ def run(workdir: str | Path, *, log: Callable[[str], None] | None = print, **par
     repeated = [r for s, r in done if s.kind == "repeat"]
     if repeated:
         write_json(wd.repetition(repeated[0]["dataset"]), repeated)
-    ablated = ablation_records(ablation_arms(mains, plan.ablation, p.seed), runs + [r for _, r in done])
+    ablated = ablation_records(ablation_arms(reference_runs(mains, plan), plan.ablation, p.seed),
+                               runs + [r for _, r in done])
     if ablated:
         write_json(wd.ablation(ablated[0]["dataset"]), ablated)
     return {"runs": runs, "lr_search": list(searched.values()), "schedule_check": checked, "repetition": repeated,
-            "ablation": ablated}
+            "ablation": ablated, "check_runs": [{**r, "kind": s.kind} for s, r in done]}
 
 
 def ablation_records(arms: Sequence, results: Sequence[dict]) -> list[dict]:
-    """One record per run of the ablation's arms: its arm, what changed, and the run's result."""
-    by_name = {(r["dataset"], r["run"]): r for r in results}
-    return [{"arm": a.name, "what": a.what, **by_name[(s.dataset, s.name)]} for a in arms for s in a.specs]
+    """One record per run of the ablation's arms: its arm, what changed, and the run's result (found by its
+    configuration: an arm's run may be a main run, as the longer arm is at the next budget)."""
+    by_config = {(r["dataset"], repr(sorted(r["config"].items()))): r for r in results}
+    return [{"arm": a.name, "what": a.what, **by_config[(s.dataset, _config_key(s.config))]}
+            for a in arms for s in a.specs]
 
 
 def check_fresh(wd: Workdir, specs: Sequence[RunSpec]) -> None:
@@ -261,14 +288,14 @@ def size_table(params: Params, vocab_size: int = TABLE_VOCAB):
 
 
 def budget_table(params: Params):
-    """Per size: N, the longest branch D_max, the shortest D_min, and the range of D/N the branches cover."""
+    """Per size and budget: N, the longest branch D_max, the shortest D_min, and the range of D/N they cover."""
     base, rows = params.base_config(), []
     for a, s in itertools.product(params.archs, params.sizes):
         n = describe(a, s, vocab_size=128, context_length=params.context_length)["params_non_embedding"]
-        d_max = token_budget(a, s, params.context_length, params.batch_size, tokens_per_param=params.tokens_per_param,
-                             min_steps=params.min_steps, max_steps=params.max_steps)
-        d_min = d_max / base.branch_ratio ** (params.n_branches - 1)
-        rows.append({"arch": a, "size": s, "n": n, "d_min": d_min, "d_max": d_max, "lo": d_min / n, "hi": d_max / n})
+        for d_max in size_budgets(a, s, base, params.study()):
+            d_min = d_max / base.branch_ratio ** (params.n_branches - 1)
+            rows.append({"arch": a, "size": s, "n": n, "d_min": d_min, "d_max": d_max, "lo": d_min / n,
+                         "hi": d_max / n})
     return markdown_table(rows, [
         ("arch", "arch", None), ("size", "size", None), ("n", "N (non-emb.)", ","),
         ("d_min", "shortest branch D (tokens)", ",.0f"), ("d_max", "longest branch D (tokens)", ",.0f"),
@@ -333,9 +360,11 @@ def ablation_table(records: Sequence[dict]):
 
 
 def lr_table(searches: Sequence[dict]):
-    """The learning-rate search: every rate tried with its validation loss, the chosen one marked."""
+    """The learning-rate search: every rate tried (at the best beta2) with its validation loss, the chosen one
+    marked; sizes that were not searched are left out (:func:`recipe_table` lists them)."""
     rows = []
-    for s in sorted(searches, key=lambda s: (s["dataset"], s["arch"], s["size"])):
+    for s in sorted((s for s in searches if s.get("searched", True)), key=lambda s: (s["dataset"], s["arch"], s["N"]
+                                                                                    if "N" in s else s["size"])):
         tried = ", ".join(("**" if r == s["chosen"] else "") + f"{r:.2e}: {v:.4f}" + ("**" if r == s["chosen"] else "")
                           for r, v in zip(s["rates"], s["val_loss"]))
         rows.append({**s, "tried": tried, "where": "yes" if s["bracketed"] else "no (at an end after extending)"})
@@ -343,6 +372,70 @@ def lr_table(searches: Sequence[dict]):
         ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None),
         ("probe_tokens", "probe D (tokens)", ","), ("tried", "rate: validation loss (nats/char)", None),
         ("chosen", "chosen rate", ".2e"), ("where", "bracketed", None)])
+
+
+def recipe_table(searches: Sequence[dict]):
+    """The recipe every size trains with: its rate from the rate law, its beta2, and for a searched size its own
+    optimum (the parabola vertex of its probes) and the beta2 its probes chose."""
+    rows = sorted(searches, key=lambda s: (s["dataset"], s["arch"], s.get("N", 0)))
+    rows = [{**s, "how": "searched" if s.get("searched", True) else "rate law, β₂ of the nearest searched size",
+             "law_text": f"{s['law']['c']:.3g} N^-{s['law']['k']:.3f}" if s.get("law") else "—",
+             "own": s.get("optimum")} for s in rows]
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("size", "size", None), ("N", "N (non-emb.)", ","),
+        ("how", "recipe from", None), ("own", "own optimum (probes)", lambda v: "—" if v is None else f"{v:.2e}"),
+        ("law_text", "rate law lr*(N)", None), ("lr", "rate used", ".2e"), ("beta2", "β₂ used", "g")])
+
+
+def time_by_kind(study: dict) -> list[dict]:
+    """Where the train stage's run time went: per kind of run (rate probes, main runs per budget, the schedule
+    check, the repetition experiment, the ablation), how many runs and their training time (``wall_time_s``:
+    without evaluation and checkpoints), summed over the runs that trained in this build or an earlier one."""
+    rows: dict[str, dict] = {}
+
+    def add(kind: str, seconds: float | None, n: int = 1) -> None:
+        row = rows.setdefault(kind, {"kind": kind, "runs": 0, "seconds": 0.0})
+        row["runs"] += n
+        row["seconds"] += seconds or 0.0
+
+    for s in study["lr_search"]:
+        if s.get("searched", True):
+            add("rate probes", s.get("probe_time_s"), len(s.get("grid") or s["rates"]))
+    for r in sorted(study["runs"], key=lambda r: r["tokens_seen"]):
+        add(f"main runs, longest branch {r['tokens_seen']:,} tokens", r.get("wall_time_s"))
+    seen = {(r["dataset"], r["run"]) for r in study["runs"]}
+    names = {"cosine": "schedule check (cosine runs, its extra WSD seeds)", "main": "schedule check (cosine runs, "
+             "its extra WSD seeds)", "repeat": "repetition experiment", "ablation": "ablation (arms not among the "
+             "main runs)"}
+    for r in study.get("check_runs", []):
+        if (r["dataset"], r["run"]) not in seen:
+            seen.add((r["dataset"], r["run"]))
+            add(names.get(r["kind"], r["kind"]), r.get("wall_time_s"))
+    total = sum(r["seconds"] for r in rows.values())
+    return [{**r, "share": r["seconds"] / total if total else math.nan} for r in rows.values()]
+
+
+def time_table(study: dict):
+    """:func:`time_by_kind` as a Markdown table."""
+    return markdown_table(time_by_kind(study), [
+        ("kind", "kind of run", None), ("runs", "runs", None), ("seconds", "training time (s, summed)", ",.0f"),
+        ("share", "share", ".0%")])
+
+
+def budget_rule(params: Params) -> str:
+    """The budget rule in words, with the spread of D/N at every N and of N at every D it gives."""
+    study = params.study()
+    if study.budgets is None:
+        return (f"a size's longest branch is about {params.tokens_per_param:g} tokens per non-embedding parameter, "
+                f"rounded to a power-of-two number of steps within {params.min_steps:,} to {params.max_steps:,} "
+                "steps, so D grows with N")
+    n = [describe(a, s, vocab_size=TABLE_VOCAB, context_length=params.context_length)["params_non_embedding"]
+         for a, s in itertools.product(params.archs, params.sizes)]
+    shortest = study.budgets[0] / params.base_config().branch_ratio ** (params.n_branches - 1)
+    return (f"every size trains at {len(study.budgets)} budgets, the same for every N (longest branches of "
+            + ", ".join(f"{b:,}" for b in study.budgets) + " tokens), each with its branches down to "
+            f"{shortest:,.0f} tokens: at every N the branches spread D/N over {study.budgets[-1] / shortest:,.0f}x, "
+            f"and at every D the sizes spread N over {max(n) / min(n):,.0f}x")
 
 
 def schedule_check_table(rows: Sequence[dict]):
@@ -381,13 +474,34 @@ def glue(study: dict, params: Params) -> None:
               "train_n_sizes": len(params.sizes)}
     _glue_study(study, context_coverage(params.workdir, params.context_length), design)
     glue_text("train_branch_cost", schedule_cost(longest), ".2f")
-    glue_text("train_adam_betas", "(" + ", ".join(f"{b:g}" for b in ADAM_BETAS) + ")")
+    glue_text("train_adam_betas", f"({ADAM_BETA1:g}, {params.beta2s[0]:g})" if len(params.beta2s) == 1 else
+              f"({ADAM_BETA1:g}, β₂) with β₂ searched per size among " + ", ".join(f"{b:g}" for b in params.beta2s))
     wd = Workdir(params.workdir)
     real = {d: len(np.load(wd.tokens(d, "train"), mmap_mode="r")) for d in wd.datasets("runs")
             if wd.tokens(d, "train").exists() and not wd.unlimited(d)}
     glue_object("train_profiles_table", html_table(profiles_table(real)), display=False)
     glue_object("train_lr_table", html_table(lr_table(study["lr_search"])), display=False)
+    glue_object("train_recipe_table", html_table(recipe_table(study["lr_search"])), display=False)
+    glue_text("train_budget_rule", budget_rule(params))
+    glue_text("train_recipe_summary", recipe_summary(study["lr_search"], params))
     glue_object("train_check_table", html_table(schedule_check_table(study["schedule_check"])), display=False)
+
+
+def recipe_summary(searches: Sequence[dict], params: Params) -> str:
+    """The recipe search in words: which sizes were searched, on what probes, and the rate law per dataset and
+    family."""
+    searched = [s for s in searches if s.get("searched", True)]
+    if not searched:
+        return "no size was searched"
+    probe = searched[0]
+    sizes = ", ".join(dict.fromkeys(s["size"] for s in searched))
+    laws = "; ".join(f"{s['dataset']} {s['arch']}: lr*(N) = {s['law']['c']:.3g} N^-{s['law']['k']:.3f}"
+                     for s in {(s["dataset"], s["arch"]): s for s in searches if s.get("law")}.values())
+    return (f"searched at {sizes} (rates times " + ", ".join(f"{f:g}" for f in params.lr_factors)
+            + " the family's default, each at β₂ = " + ", ".join(f"{b:g}" for b in params.beta2s)
+            + f"), each probe a run of its own of {probe['probe_tokens']:,} tokens with "
+            f"{probe.get('probe_warmup_steps', 0):,} warm-up steps and its own cooldown, scored on validation at its "
+            f"end; the rate law fitted to the searched sizes' optima: {laws or 'none'}")
 
 
 def context_coverage(workdir: str | Path, context_length: int) -> list[dict]:
@@ -410,9 +524,11 @@ def _glue_study(study: dict, coverage: Sequence[dict], parameters: dict) -> None
         glue_text(f"train_{row['dataset']}_context_covers", "covers every test tune" if row["covered"] else
                   "does not cover every test tune (longer ones are scored with overlapping windows)")
     searches = study["lr_search"]
-    glue_text("train_n_lr_searches", len(searches), "d")
-    glue_text("train_n_lr_bracketed", sum(s["bracketed"] for s in searches), "d")
-    glue_text("train_n_lr_probes", sum(len(s["rates"]) for s in searches), "d")
+    searched = [s for s in searches if s.get("searched", True)]
+    glue_text("train_n_lr_searches", len(searched), "d")
+    glue_text("train_n_lr_bracketed", sum(s["bracketed"] for s in searched), "d")
+    glue_text("train_n_lr_probes", sum(len(s.get("grid") or s["rates"]) for s in searched), "d")
+    glue_text("train_n_recipes", len(searches), "d")
     rows = epochs_rows(study["runs"])
     by_dataset: dict[str, float] = {}
     for r in rows:
