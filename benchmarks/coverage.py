@@ -35,7 +35,8 @@ def simulate(truth: dict, run_noise: float, point_noise: float, seed: int, seeds
                 for k in range(4):
                     d = budget / 2 ** (3 - k)
                     loss = truth["E"] + truth["A"] * n ** -truth["alpha"] + truth["B"] * d ** -truth["beta"]
-                    rows.append((n, d, loss * math.exp(luck + point_noise * rng.standard_normal()), f"{n}-{budget}-{s}"))
+                    noisy = loss * math.exp(luck + point_noise * rng.standard_normal())
+                    rows.append((n, d, noisy, f"{n}-{budget}-{s}"))
     N, D, L, run = (np.array(v) for v in zip(*rows))
     return Points(N.astype(float), D.astype(float), L.astype(float), run)
 
