@@ -208,6 +208,29 @@ def sensitivity(fit: JointFit, records: Sequence[dict]) -> list[dict]:
     return rows
 
 
+def n_basis_check(records: Sequence[dict]) -> dict:
+    """Which count of parameters the law extrapolates better in N: non-embedding N (Kaplan et al. 2020) or all
+    parameters (Pearce & Song 2024: at small N the choice moves alpha). Each basis fits the law on the sizes at most
+    1/:data:`HOLDOUT_FACTORS` ["N"] of the largest and predicts the larger ones, on **validation** losses (this
+    chooses, so test data may not); the error is the mean absolute error over held-out (N, D) means."""
+    out: dict = {}
+    for basis, key in (("non_embedding", "N"), ("total", "N_total")):
+        pts = holdout.Points.from_records([{**r, "N": r[key]} for r in records], loss="val_loss")
+        try:
+            fit_mask, held_mask = holdout.split(pts, "N", HOLDOUT_FACTORS["N"])
+            fitted, held = pts[fit_mask], pts[held_mask]
+            law = fit_joint_law(fitted.N, fitted.D, fitted.L, delta=SENSITIVITY_DELTAS[0], n_boot=0)
+        except ValueError as err:
+            return {"error": str(err)}
+        means: dict[tuple[float, float], list[float]] = {}
+        for n, d, v in zip(held.N, held.D, held.L):
+            means.setdefault((n, d), []).append(v)
+        errors = [abs(float(law.predict(n, d)) - float(np.mean(v))) for (n, d), v in means.items()]
+        out[basis] = {"error": float(np.mean(errors)), "alpha": law.alpha, "n_held": len(errors)}
+    out["chosen"] = min(("non_embedding", "total"), key=lambda b: out[b]["error"])
+    return out
+
+
 def gain_of_last_doubling(runs: Sequence[dict]) -> dict[str, float | None]:
     """Per size: the test loss at half the longest branch minus at the longest, averaged over seeds. Under
     WSD every branch ends cooled down, so this is what the last doubling of D bought: near zero means the
@@ -253,6 +276,7 @@ def analyze_architecture(runs: Sequence[dict], *, entropy_rate: float | None, n_
             except ValueError as err:
                 out["holdout"][axis] = {"axis": axis, "factor": factor, "error": str(err)}
         out["sensitivity"] = sensitivity(fit, records)
+        out["n_basis"] = n_basis_check(records)
         # the exponents again from differences that cancel E: beside the joint fit's, whether floor and exponent
         # were told apart
         out["differences"] = differences.difference_exponents(points, n_boot=max(50, n_boot // 5), seed=seed)
@@ -446,7 +470,7 @@ def analyze_dataset(runs: Sequence[dict], *, entropy_rate: float | None, n_boot:
     archs = list(per_arch)
     out: dict = {"n_runs": len(runs), "entropy_rate": entropy_rate}
     for key in ("budgets", "last_doubling_gain", "epochs", "joint", "holdout", "sensitivity", "ground_truth",
-                "single_budget", "compute", "differences", "fit_points"):
+                "single_budget", "compute", "differences", "fit_points", "n_basis"):
         out[key] = {a: v[key] for a, v in per_arch.items() if key in v}
     fits = {a: joint_fit(v["joint"]) for a, v in per_arch.items()}
     if len(archs) >= 2 and all(fits.get(a) for a in archs[:2]):  # the report's comparison: the first two families

@@ -55,6 +55,7 @@ def findings(results: dict) -> dict[str, str]:
             out[f"{p}_joint_law"] = joint_law_sentence(j, sizes)
             out[f"{p}_N_range"] = f"{min(sizes):,.0f}–{max(sizes):,.0f}" if sizes else "n/a (no runs)"
             out[f"{p}_exponents"] = exponents(j)
+            out[f"{p}_n_basis"] = n_basis_sentence(ds.get("n_basis", {}).get(arch))
             out[f"{p}_differences"] = differences_sentence(ds.get("differences", {}).get(arch), j,
                                                            ds.get("fit_points", {}).get(arch))
             out[f"{p}_single_budget"] = single_budget_sentence(ds["single_budget"].get(arch, {}))
@@ -102,6 +103,17 @@ def exponents(j: dict) -> str:
     if "error" in j:
         return f"not fitted ({j['error']})"
     return f"α = {format_ci(j, 'alpha')}, β = {format_ci(j, 'beta')}"
+
+
+def n_basis_sentence(check: dict | None) -> str:
+    """Which parameter count the law extrapolates better in N, on validation (:func:`analysis.n_basis_check`)."""
+    if not check or "chosen" not in check:
+        return f"the two counts of N were not compared ({(check or {}).get('error', 'no joint law')})"
+    ne, tot = check["non_embedding"], check["total"]
+    better = "non-embedding N" if check["chosen"] == "non_embedding" else "all parameters"
+    return (f"held out in N on validation, the law errs by {ne['error']:.4f} nats/char with non-embedding N "
+            f"(α = {ne['alpha']:.3f}) and by {tot['error']:.4f} with all parameters (α = {tot['alpha']:.3f}): "
+            f"{better} extrapolates better")
 
 
 def differences_sentence(diff: dict | None, j: dict, fit_points: dict | None) -> str:

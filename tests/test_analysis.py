@@ -20,10 +20,11 @@ def law(arch, n, d):
 
 
 def fake_run(arch, size, seed, budget, rng):
-    """A WSD run: five cooldown branches at budget / 16 .. budget, losses from the known law with 0.2% noise."""
+    """A WSD run: seven cooldown branches at budget / 8 .. budget (ratio sqrt 2: none early, and three at or below
+    a quarter of the budget for the held-out check in D), losses from the known law with 0.2% noise."""
     n = SIZES[size]
     curve = []
-    for k, tokens in enumerate(budget / 2 ** np.arange(4, -1, -1)):
+    for k, tokens in enumerate(budget / 2 ** (np.arange(6, -1, -1) / 2)):
         loss = law(arch, n, tokens) * (1 + 0.002 * rng.standard_normal())
         curve.append({"step": k, "tokens": int(tokens), "flops": float(6 * n * tokens), "val_loss": float(loss),
                       "test_loss": float(loss), "train_loss": float(loss)})
@@ -53,8 +54,9 @@ def test_analysis_writes_the_contract_and_recovers_the_law(toy_workdir):
     toy = saved["datasets"]["toy"]
     assert toy["entropy_rate"] == 1.25 and [b["D"] for b in toy["budgets"]["lstm"]] == [10**6] * 6
     for arch, (_a, alpha, c) in TRUE.items():
-        joint = toy["joint"][arch]  # every branch of every run: 5 points per run, resampled by run
-        assert len(joint["points"]["D"]) == 5 * 14 and joint["n_groups"] == 14
+        joint = toy["joint"][arch]  # every branch of every run: 7 points per run, resampled by run
+        assert len(joint["points"]["D"]) == 7 * 14 and joint["n_groups"] == 14
+        assert toy["fit_points"][arch] == {"all": 7 * 14, "early": 0}
         for key, true in (("alpha", alpha), ("beta", 0.35), ("E", c)):
             assert joint[f"{key}_ci"][0] <= true <= joint[f"{key}_ci"][1], (arch, key)
         assert joint["n_boot"] + joint["n_failed"] == 200 and joint["common_D"] == 10**6
@@ -68,7 +70,9 @@ def test_analysis_writes_the_contract_and_recovers_the_law(toy_workdir):
             h = toy["holdout"][arch][axis]
             assert len(h["fitted"]) == fitted and h["held_out"] == held
             assert h["extrapolation"] >= {"N": 10, "D": 4}[axis]
-            assert h["law_better"] and h["law_error"] < min(h["flat_error"], h["loglinear_error"])
+            assert h["law_error"] < min(h["flat_error"], h["loglinear_error"])
+            # in D the law is fitted on three lengths within 2x of each other: beyond noise only in N
+            assert h["law_better"] or axis == "D"
             assert h["seed_sd"] is not None and h["n_seeds"] == 3
         truth = toy["ground_truth"][arch]
         assert truth["H"] == 1.25 and truth["fixed_floor"]["E_fixed"]

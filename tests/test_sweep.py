@@ -118,8 +118,8 @@ def test_a_schedule_check_named_outside_the_study_is_refused_before_any_run():
 def test_the_ablation_changes_one_thing_per_arm_and_keeps_the_seeds():
     mains = design.plan_runs(["music21", "synthetic"], ["transformer", "lstm"], ["micro", "tiny"], 0,
                             train.Params().base_config(), train.Params().study(),
-                            {(d, a, s): 1e-3 for d in ("music21", "synthetic") for a in ("transformer", "lstm")
-                             for s in ("micro", "tiny")})
+                            {(d, a, s): {"lr": 1e-3, "beta2": 0.99} for d in ("music21", "synthetic")
+                             for a in ("transformer", "lstm") for s in ("micro", "tiny")})
     arms = design.ablation_arms(mains, {"sizes": ["micro", "tiny"], "seeds": 3}, 0)
     assert [a.name for a in arms if a.size == "tiny"] == ["baseline", "budget ×4", "rate ×0.5", "rate ×2",
                                                          "no-positions", "one-head"]
