@@ -83,14 +83,18 @@ def profiles_table(unique_tokens: dict[str, int] | None = None):
             "profile": f"`{name}`", "datasets": ", ".join(data["corpus"]), "sizes": ", ".join(train["sizes"]),
             "seeds": (f"{n_seeds} for {', '.join(seeded)}; 1 for the others" if 0 < len(seeded) < len(train["sizes"])
                       else str(n_seeds if seeded else 1)),
-            "branches": train["n_branches"], "steps": f"{train['min_steps']:,}–{train['max_steps']:,}",
-            "context": train["context_length"], "rates": len(train["lr_factors"]),
+            "branches": train["n_branches"],
+            "steps": (f"{train['min_steps']:,}–{train['max_steps']:,} steps" if train.get("budgets") is None else
+                      ", ".join(f"{b:,}" for b in train["budgets"]) + " tokens, every size"),
+            "context": train["context_length"], "batch": train["batch_size"],
+            "rates": f"{len(train['lr_factors'])} × {len(train['beta2s'])} β₂ at "
+                     + (", ".join(train["recipe_sizes"]) if train.get("recipe_sizes") else "every size"),
             "boot": p["04_analyze"]["n_boot"], "samples": p["05_generate"]["n_samples"], "device": train["device"],
             "reads": reads, "epochs": "; ".join(epochs) or "—"})
     return markdown_table(rows, [
         ("profile", "profile", None), ("datasets", "datasets", None), ("sizes", "sizes (each family)", None),
-        ("seeds", "seeds", None), ("branches", "branches", None), ("steps", "longest branch (steps)", None),
-        ("context", "context", None), ("reads", "most tokens a branch reads", ","),
+        ("seeds", "seeds", None), ("branches", "branches", None), ("steps", "longest branches", None),
+        ("context", "context", None), ("batch", "batch", None), ("reads", "most tokens a branch reads", ","),
         ("epochs", "largest epochs (real corpora of this build)", None),
-        ("rates", "rates probed", None), ("boot", "bootstrap draws", ","),
+        ("rates", "recipes probed (rates × β₂, at)", None), ("boot", "bootstrap draws", ","),
         ("samples", "samples per model", None), ("device", "device", None)])

@@ -268,6 +268,26 @@ def sensitivity_table(results: dict):
         ("a", "β/(α+β)", number(".2f"))])
 
 
+def differences_table(results: dict):
+    """The exponents of the joint fit beside those from differences that cancel the floor
+    (:mod:`musicscale.differences`), and the held-out validation error of the law with N counted without and with
+    embeddings (:func:`musicscale.analysis.n_basis_check`)."""
+    rows = []
+    for d, arch, diff in _rows(results, "differences"):
+        j = results["datasets"][d]["joint"].get(arch, {})
+        basis = results["datasets"][d].get("n_basis", {}).get(arch, {})
+        rows.append({"dataset": d, "arch": arch, "joint_alpha": format_ci(j, "alpha") if "alpha" in j else "—",
+                     "diff_alpha": format_ci(diff, "alpha"), "joint_beta": format_ci(j, "beta") if "beta" in j else "—",
+                     "diff_beta": format_ci(diff, "beta"),
+                     "ne": basis.get("non_embedding", {}).get("error"), "tot": basis.get("total", {}).get("error")})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("joint_alpha", "α, joint fit", None),
+        ("diff_alpha", "α, from differences", None), ("joint_beta", "β, joint fit", None),
+        ("diff_beta", "β, from differences", None),
+        ("ne", "held-out error in N, non-embedding N (val)", lambda v: "—" if v is None else f"{v:.4f}"),
+        ("tot", "… all parameters (val)", lambda v: "—" if v is None else f"{v:.4f}")])
+
+
 def single_budget_table(results: dict):
     """L(N) = a N^-alpha + c at one common D (the original project's law) beside the joint law's alpha."""
     rows = []
