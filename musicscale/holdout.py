@@ -73,6 +73,13 @@ class Points:
         return len(self.L)
 
 
+def design_cells(points: Points) -> np.ndarray:
+    """Per point, the cell of the design its run fills: its size and its run's longest branch (the runs of one cell
+    differ only in their seed, and reach the same (N, D))."""
+    longest = {r: points.D[points.run == r].max() for r in np.unique(points.run)}
+    return np.array([f"{n:.0f}:{longest[r]:.0f}" for n, r in zip(points.N, points.run)])
+
+
 def split(points: Points, axis: str, factor: float) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the fitted and the held-out points for an extrapolation of at least ``factor`` along ``axis``.
 
@@ -144,6 +151,7 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
     forms compared."""
     fit_mask, held_mask = split(points, axis, factor)
     fitted, held = points[fit_mask], points[held_mask]
+    cells = design_cells(points)  # each run's size and longest branch: redrawing seeds within them keeps every target
     ones = np.ones(len(fitted))
     observed = _seed_means(held, np.ones(len(held)))
     all_targets = sorted(observed)
@@ -158,7 +166,7 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
     tN, tD = (np.array([t[i] for t in targets]) for i in (0, 1))
 
     W, degenerate = fitting.group_resamples(fitted.run, n_boot, seed, [fitted.N, fitted.D],
-                                             strata=fitted.strata)
+                                             strata=cells[fit_mask])
     law = fit_joint_law(fitted.N, fitted.D, fitted.L, groups=fitted.run, delta=delta, start=start,
                                 resamples=W)
     pred = law.predict(tN, tD)
@@ -166,8 +174,8 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
               "loglinear": float(np.mean(np.abs(line - obs)))}
     advantage = min(errors["flat"], errors["loglinear"]) - errors["law"]
 
-    # the held-out seeds are drawn again too, within each held-out size
-    W_held, _ = fitting.group_resamples(held.run, len(W), seed + 1, [], strata=held.strata)
+    # the held-out seeds are drawn again too, within each held-out size and budget
+    W_held, _ = fitting.group_resamples(held.run, len(W), seed + 1, [], strata=cells[held_mask])
     held_draws = {}  # per resample, the held-out seed means: every form is scored against the same redraw
     for row in law.boot_rows.tolist():
         means = _seed_means(held, W_held[row])

@@ -335,17 +335,22 @@ def temperature_sweep(summaries: Sequence[dict]) -> Figure:
 
 
 def lr_search(searches: Sequence[dict]) -> Figure:
-    """Validation loss of every probe against its peak rate, one curve per size, one panel per (dataset,
-    arch); the chosen rate of each size is circled."""
-    keys = sorted({(s["dataset"], s["arch"]) for s in searches})
+    """Validation loss of every probe (at its size's best beta2) against its peak rate, one curve per searched
+    size, one panel per (dataset, arch); the best grid rate of each size is circled, and the rate its runs train
+    with (the rate law's) marked by a cross on the curve's level."""
+    searched = [s for s in searches if s.get("searched", True)]
+    keys = sorted({(s["dataset"], s["arch"]) for s in searched})
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.2 * max(1, len(keys)), 3.8), squeeze=False)
     for ax, (d, arch) in zip(axes[0], keys):
-        mine = sorted((s for s in searches if (s["dataset"], s["arch"]) == (d, arch)), key=lambda s: s["probe_tokens"])
+        mine = sorted((s for s in searched if (s["dataset"], s["arch"]) == (d, arch)),
+                      key=lambda s: s.get("N", s.get("probe_tokens", 0)))
         cmap = plt.get_cmap("viridis", max(2, len(mine)))
         for k, s in enumerate(mine):
             ax.plot(s["rates"], s["val_loss"], marker="o", markersize=3, color=cmap(k), label=s["size"])
             best = s["rates"].index(s["chosen"])
             ax.scatter([s["chosen"]], [s["val_loss"][best]], s=80, facecolors="none", edgecolors=cmap(k))
+            if s.get("lr"):
+                ax.scatter([s["lr"]], [s["val_loss"][best]], marker="x", s=40, color=cmap(k))
         ax.set(xscale="log", xlabel="peak learning rate", ylabel="validation loss (nats/char)", title=f"{d}: {arch}")
         ax.legend(fontsize=7)
     fig.tight_layout()
