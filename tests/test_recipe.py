@@ -143,3 +143,25 @@ def test_a_run_spec_keeps_its_beta2_in_its_config():
     assert spec.config.beta2 == 0.99
     with pytest.raises(ValueError, match="beta2 must be in"):
         TrainConfig(beta2=1.0)
+
+
+def test_the_train_stage_says_where_its_time_went_per_kind_of_run():
+    study = {"lr_search": [{"searched": True, "grid": [{}] * 9, "rates": [1, 2, 3], "probe_time_s": 30.0},
+                           {"searched": False, "rates": []}],
+             "runs": [{"dataset": "d", "run": "a", "tokens_seen": 2 ** 20, "wall_time_s": 10.0},
+                      {"dataset": "d", "run": "b", "tokens_seen": 2 ** 22, "wall_time_s": 50.0}],
+             "check_runs": [{"dataset": "d", "run": "b", "kind": "main", "wall_time_s": 50.0},  # a main run: once
+                            {"dataset": "d", "run": "c", "kind": "repeat", "wall_time_s": 10.0}]}
+    rows = {r["kind"]: r for r in train.time_by_kind(study)}
+    assert rows["rate probes"]["runs"] == 9 and rows["rate probes"]["seconds"] == 30.0
+    assert rows["main runs, longest branch 4,194,304 tokens"]["seconds"] == 50.0
+    assert rows["repetition experiment"]["runs"] == 1
+    assert sum(r["share"] for r in rows.values()) == pytest.approx(1.0)
+    assert sum(r["runs"] for r in rows.values()) == 9 + 3
+
+
+def test_the_budget_rule_is_stated_with_the_spread_it_gives():
+    p, _ = _mains()
+    rule = train.budget_rule(p)
+    assert "the same for every N" in rule and "262,144, 1,048,576, 4,194,304" in rule and "128x" in rule
+    assert "D grows with N" in train.budget_rule(train.Params())
