@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from . import fitting
-from .holdout import Points
+from .holdout import Points, seed_means
 from .workdir import json_safe
 
 EXPONENT_BOUNDS = (1e-3, 3.0)  # the search range of a difference exponent
@@ -73,19 +73,9 @@ def fit_difference(x1: np.ndarray, x2: np.ndarray, dL: np.ndarray, weights: np.n
     return float(np.exp(best.x[0])), float(best.x[1])
 
 
-def _size_means(points: Points, weights: np.ndarray) -> dict[tuple[float, float], float]:
-    out: dict[tuple[float, float], list[float]] = {}
-    for n, d, loss, w in zip(points.N, points.D, points.L, weights):
-        if w > 0:
-            acc = out.setdefault((n, d), [0.0, 0.0])
-            acc[0] += w * loss
-            acc[1] += w
-    return {k: s / w for k, (s, w) in out.items()}
-
-
 def _size_differences(points: Points, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Consecutive sizes at every D both reached: (N1, N2, L(N1) - L(N2)) of the weighted means."""
-    means = _size_means(points, weights)
+    means = seed_means(points, weights)
     rows = []
     for d in sorted({k[1] for k in means}):
         sizes = sorted(n for n, dd in means if dd == d)

@@ -111,7 +111,7 @@ def split(points: Points, axis: str, factor: float) -> tuple[np.ndarray, np.ndar
     return fit, held
 
 
-def _seed_means(points: Points, weights: np.ndarray) -> dict[tuple[float, float], float]:
+def seed_means(points: Points, weights: np.ndarray) -> dict[tuple[float, float], float]:
     """The weighted mean loss at each (N, D) (weights: how often each point's run was drawn)."""
     out: dict[tuple[float, float], list[float]] = {}
     for n, d, loss, w in zip(points.N, points.D, points.L, weights):
@@ -126,7 +126,7 @@ def baselines(fitted: Points, weights: np.ndarray, targets: Sequence[tuple[float
               axis: str) -> tuple[np.ndarray, np.ndarray]:
     """Per target (N, D): the "no further improvement" and the "straight line in log-log" predictions from the
     fitted points (NaN where fewer than 2 fitted points share the target's other coordinate)."""
-    means = _seed_means(fitted, weights)
+    means = seed_means(fitted, weights)
     along = 0 if axis == "N" else 1
     flat, line = [], []
     for target in targets:
@@ -153,7 +153,7 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
     fitted, held = points[fit_mask], points[held_mask]
     cells = design_cells(points)  # each run's size and longest branch: redrawing seeds within them keeps every target
     ones = np.ones(len(fitted))
-    observed = _seed_means(held, np.ones(len(held)))
+    observed = seed_means(held, np.ones(len(held)))
     all_targets = sorted(observed)
     flat, line = baselines(fitted, ones, all_targets, axis)
     keep = np.isfinite(flat)
@@ -178,7 +178,7 @@ def check(points: Points, axis: str, factor: float, *, n_boot: int = 200, seed: 
     W_held, _ = fitting.group_resamples(held.run, len(W), seed + 1, [], strata=cells[held_mask])
     held_draws = {}  # per resample, the held-out seed means: every form is scored against the same redraw
     for row in law.boot_rows.tolist():
-        means = _seed_means(held, W_held[row])
+        means = seed_means(held, W_held[row])
         held_draws[row] = np.array([means[t] for t in targets])
     draws = []
     for params, row in zip(law.boot_params, law.boot_rows):
