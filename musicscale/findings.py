@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 
-from . import ablation, holdout, identification, repetition, validity
+from . import ablation, differences, holdout, identification, repetition, validity
 from .analysis import EARLY_FRACTION, HOLDOUT_FACTORS
 from .generated import REFERENCE
 from .identification import format_ci
@@ -132,8 +132,13 @@ def differences_sentence(diff: dict | None, j: dict, fit_points: dict | None) ->
         joint_lo, joint_hi = j.get(f"{name}_ci") or (None, None)
         agree = (joint_lo is not None and joint_hi is not None and lo is not None and hi is not None
                  and lo <= joint_hi and joint_lo <= hi)
-        interval = f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "(no interval)"
-        parts.append(f"{symbol} = {value:.3f} {interval} from {diff[f'{name}_n_positive']} positive "
+        low, high = differences.EXPONENT_BOUNDS
+        if any(v is not None and (v <= low * 1.01 or v >= high * 0.99) for v in (value, lo, hi)):
+            parts.append(f"{symbol} is not identified from differences (it reaches a bound of its search, "
+                         f"{low:g} or {high:g})")
+            continue
+        entry = {"v": value, "v_ci": [lo, hi]}
+        parts.append(f"{symbol} = {format_ci(entry, 'v')} from {diff[f'{name}_n_positive']} positive "
                      f"differences, " + ("overlapping" if agree else "apart from") + " the joint fit's interval")
     return "; ".join(parts) + f"; {early}"
 
@@ -242,12 +247,15 @@ def repetition_worth(results: dict) -> str:
                              f"at least {repetition.worth_of_epoch(16, lo):.2f} of a fresh one")
         else:
             w2, w4, w16 = (e["worth"][k] for k in ("2", "4", "16"))
-            R, (lo, hi) = e["R_star"], e["R_star_ci"]
+            R = e["R_star"]
+
+            def worth(w: dict) -> str:  # format_ci says so where an interval is no wider than its last digit
+                return format_ci({"v": w["value"], "v_ci": w["ci"]}, "v", ".2f")
+
             parts.append(
-                f"for the {arch}, R* = {R:.2f} [{lo:.2f}, {hi:.2f}]: a token read for the second time is worth "
-                f"{w2['value']:.2f} [{w2['ci'][0]:.2f}, {w2['ci'][1]:.2f}] of a fresh one, for the fourth time "
-                f"{w4['value']:.2f} [{w4['ci'][0]:.2f}, {w4['ci'][1]:.2f}] and for the sixteenth "
-                f"{w16['value']:.2f} [{w16['ci'][0]:.2f}, {w16['ci'][1]:.2f}]; sixteen epochs of U unique tokens "
+                f"for the {arch}, R* = {format_ci({'v': R, 'v_ci': e['R_star_ci']}, 'v', '.2f')}: a token read for "
+                f"the second time is worth {worth(w2)} of a fresh one, for the fourth time {worth(w4)} and for the "
+                f"sixteenth {worth(w16)}; sixteen epochs of U unique tokens "
                 f"are worth {1 + R * -math.expm1(-15 / R):.1f} U of fresh data, not 16 U")
     return "; ".join(parts) if parts else "no repetition experiment in this build"
 

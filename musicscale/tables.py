@@ -35,9 +35,11 @@ def _numeric(cells: Sequence[str]) -> bool:
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[Column]) -> Markdown:
     """A Markdown table of ``rows`` (dicts) with one column per ``(key, header, format)``.
-    Columns whose cells are all numbers are right-aligned."""
+    Columns whose cells are all numbers are right-aligned; a column of text (a value given as a string, such as a
+    value with its interval) never is, so its alignment does not change with what a build's fits print."""
     cells = [[fmt(row.get(k), f) for k, _, f in columns] for row in rows]
-    align = ["---:" if _numeric([r[j] for r in cells]) else "---" for j in range(len(columns))]
+    text = [any(isinstance(row.get(k), str) and row.get(k) != MISSING for row in rows) for k, _, _ in columns]
+    align = ["---:" if not text[j] and _numeric([r[j] for r in cells]) else "---" for j in range(len(columns))]
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
     return Markdown("\n".join(lines))

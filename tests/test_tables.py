@@ -9,7 +9,7 @@ def test_numeric_columns_are_right_aligned_and_missing_values_read_na():
                             {"name": "b", "n": None, "share": float("nan"), "ci": "—"}],
                            [("name", "name", None), ("n", "N", ","), ("share", "share", ".0%"), ("ci", "α", None)])
     lines = table.data.splitlines()
-    assert lines[1] == "|---|---:|---:|---:|"
+    assert lines[1] == "|---|---:|---:|---|"  # a value given as text (with its interval) stays left
     assert "| a | 1,234 | 50% | 0.12 [0.10, 0.14] |" in lines and "nan" not in table.data
     assert text_value(float("nan"), ".1%", "no bar could be checked") == "n/a (no bar could be checked)"
     assert text_value(None) == "n/a (not measured)" and text_value(0.0941, ".1%") == "9.4%"
