@@ -28,9 +28,6 @@ from .power_law import compute_frontier, fit_compute_law_over_runs, fit_power_la
 from .repetition import FRESH_EPOCHS
 from .workdir import json_safe
 
-# a run's points before this fraction of its tokens are not fitted: early training follows other dynamics than the
-# law's (Choshen et al. 2025, "A Hitchhiker's Guide to Scaling Law Estimation")
-EARLY_FRACTION = 0.1
 HOLDOUT_FACTORS = {"N": 10.0, "D": 4.0}  # how far the held-out checks extrapolate, in N and in D
 SENSITIVITY_DELTAS = (1e-3, 1e-2, 1e-1)  # Huber deltas of the sensitivity table (the first is the main fit's)
 
@@ -49,13 +46,29 @@ def compute_points(runs: Sequence[dict], loss: str = "val_loss") -> list[tuple[n
     return curves
 
 
+def early_tokens(runs: Sequence[dict]) -> int:
+    """The D below which a point is early and not fitted: the shortest budget of a study that trains every size at
+    several budgets (0, none early, for one run per size, where the branches are all the D there is). Early training
+    follows other dynamics than the law's, and Choshen et al. (2025, "A Hitchhiker's Guide to Scaling Law
+    Estimation") leave out the points before a number of tokens, not a fraction of each run: a point at 32 K tokens
+    is early whether its run goes on to 256 K or to 4 M. The shortest budget is a threshold the design fixes in
+    advance (every size reaches it after a full cooldown), so no loss, validation or test, moves it."""
+    budgets: dict[str, set[int]] = {}
+    for r in runs:
+        budgets.setdefault(r["size"], set()).add(r["tokens_seen"])
+    if not budgets or min(len(b) for b in budgets.values()) < 2:
+        return 0
+    return min(min(b) for b in budgets.values())
+
+
 def cooldown_points(runs: Sequence[dict]) -> list[dict]:
     """Every end of a cooldown branch of every run: run, size, seed, N (non-embedding and total), D, its run's
-    longest branch D_max, whether it is an early point (D below :data:`EARLY_FRACTION` of D_max), D/N, training
+    longest branch D_max, whether it is an early point (D below :func:`early_tokens` of ``runs``), D/N, training
     FLOPs of a run of that length, validation and test loss."""
+    early = early_tokens(runs)
     return [{"run": r["run"], "size": r["size"], "seed": r["seed"], "N": r["params_non_embedding"],
              "N_total": r.get("params_total", r["params_non_embedding"]), "D": p["tokens"],
-             "D_max": r["tokens_seen"], "early": p["tokens"] < EARLY_FRACTION * r["tokens_seen"],
+             "D_max": r["tokens_seen"], "early": p["tokens"] < early,
              "D_per_N": p["tokens"] / r["params_non_embedding"], "flops": p["flops"],
              "U": r.get("unique_tokens"), "epochs": p.get("epochs"),
              "val_loss": p["val_loss"], "test_loss": p["test_loss"]}
@@ -253,7 +266,8 @@ def analyze_architecture(runs: Sequence[dict], *, entropy_rate: float | None, n_
     records = [r for r in every if not r["early"]]
     points = holdout.Points.from_records(records)
     n_check = max(50, n_boot // 5)  # bootstrap draws of the fixed-floor fit, whose intervals decide nothing
-    out: dict = {"n_runs": len(runs), "fit_points": {"all": len(every), "early": len(every) - len(records)}}
+    out: dict = {"n_runs": len(runs), "fit_points": {"all": len(every), "early": len(every) - len(records),
+                                                         "below_tokens": early_tokens(runs)}}
     out["budgets"] = [{"size": s, "N": n, "D": d, "D_per_N": d / n, "D_min": d_min}
                       for s, n, d, d_min in sorted({(r["size"], r["params_non_embedding"], r["tokens_seen"],
                                                      r["curve"][0]["tokens"]) for r in runs}, key=lambda t: t[1])]

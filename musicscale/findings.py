@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterator, Sequence
 
 from . import ablation, differences, holdout, identification, repetition, validity
-from .analysis import EARLY_FRACTION, HOLDOUT_FACTORS
+from .analysis import HOLDOUT_FACTORS
 from .generated import REFERENCE
 from .identification import format_ci
 from .models import ARCHITECTURES, arch_order
@@ -43,7 +43,7 @@ def findings(results: dict) -> dict[str, str]:
            "n_boot": text_value(results["parameters"]["n_boot"], "d"),
            "holdout_factor_N": text_value(HOLDOUT_FACTORS["N"], "g"),
            "holdout_factor_D": text_value(HOLDOUT_FACTORS["D"], "g"),
-           "early_pct": text_value(100 * EARLY_FRACTION, "g"),
+           "early_tokens": early_tokens_text(results),
            "holdout_tally": holdout_tally(results),
            "forms_verdict": forms_verdict(results),
            "repetition_worth": repetition_worth(results),
@@ -114,6 +114,18 @@ def n_basis_sentence(check: dict | None) -> str:
     return (f"held out in N on validation, the law errs by {ne['error']:.4f} nats/char with non-embedding N "
             f"(α = {ne['alpha']:.3f}) and by {tot['error']:.4f} with all parameters (α = {tot['alpha']:.3f}): "
             f"{better} extrapolates better")
+
+
+def early_tokens_text(results: dict) -> str:
+    """The number of tokens below which points were left out of the fits (the shortest run's budget), as one
+    number where every dataset and family shares it, else each."""
+    found = {f"{d} {a}": fp["below_tokens"] for d, ds in results["datasets"].items()
+             for a, fp in (ds.get("fit_points") or {}).items() if "below_tokens" in fp}
+    if not found:
+        return "n/a (no fit recorded its threshold)"
+    if len(set(found.values())) == 1:
+        return f"{next(iter(found.values())):,}"
+    return "; ".join(f"{k}: {v:,}" for k, v in found.items())
 
 
 def differences_sentence(diff: dict | None, j: dict, fit_points: dict | None) -> str:

@@ -16,13 +16,13 @@ PROFILES: dict[str, dict[str, dict]] = {
         "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_eval_tunes": 400, "n_workers": 2},
         "03_train": {
             # the three sizes up to tiny span the fit of the held-out check in N; medium lies >= 10x beyond them.
-            # Every size trains at three budgets, the same for every N (256 K, 1 M and 4 M tokens), each with four
+            # Every size trains at three budgets, the same for every N (128 K, 512 K and 2 M tokens), each with four
             # branches: D/N spreads over 128x at every N, and N over 48x at every D. Batches of 4 x 256 tokens: at
             # these sizes a step is worth more than a wide batch (tiny Transformer, 1 M tokens: 1.99 nats/char at
             # 16 x 256, 1.54 at 4 x 256). Two seeds of every run: the bootstrap redraws them.
             "sizes": ["micro", "mini", "tiny", "small", "medium"],
             "context_length": 256, "batch_size": 4, "n_branches": 4,
-            "budgets": [262_144, 1_048_576, 4_194_304],
+            "budgets": [131_072, 524_288, 2_097_152],
             # the recipe (rate x beta2) is searched at three sizes on probes as long as the shortest budget, each
             # with its own cooldown; the rate law fitted to them sets every size's rate
             "lr_factors": [0.5, 1.0, 2.0], "beta2s": [0.95, 0.99, 0.999], "lr_probe_branches": 4,

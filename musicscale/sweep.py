@@ -21,7 +21,7 @@ import numpy as np
 from .grouped import group_key, groupable, train_group
 from .models import check_arch_size, describe
 from .schedule import schedule_points
-from .train import TrainConfig, read_record, same_config, train, write_record
+from .train import TrainConfig, model_config, read_record, same_config, train, write_record
 from .workdir import (
     CorruptArtifactError,
     Workdir,
@@ -161,6 +161,9 @@ def finished_result(workdir: Workdir, spec: RunSpec, data_fingerprint: str | Non
         return None, f"{err}; moved aside as *.corrupt, training again"
     if not same_config(result.get("config") or {}, spec.config):
         return None, "its result was made with another configuration, training again"
+    if result.get("model") != model_config(spec.config):
+        return None, (f"its result was made with another model ({result.get('model') or 'not recorded'}, now "
+                      f"{model_config(spec.config)}), training again")
     if data_fingerprint is not None and result.get("data_fingerprint") != data_fingerprint:
         return None, (f"its result was made with other data (fingerprint {result.get('data_fingerprint')}, "
                       f"now {data_fingerprint}), training again")

@@ -134,6 +134,12 @@ def same_config(stored: dict, cfg: TrainConfig) -> bool:
     return {**ADDED_FIELDS, **stored} == asdict(cfg)
 
 
+def model_config(cfg: TrainConfig) -> dict:
+    """The model a run trains, field by field (its family's size config with its variant applied): recorded with the
+    run, so that a run made before a family's defaults changed (the Transformer's positions, say) is not reused."""
+    return {"family": cfg.arch, **asdict(architecture(cfg.arch).size_config(cfg.size, cfg.variant))}
+
+
 class CurvePoint(TypedDict):
     """One measurement of a run: the end of a cooldown branch (WSD) or an evaluation (cosine)."""
 
@@ -155,6 +161,7 @@ class RunRecord(TypedDict):
     size: str
     seed: int
     config: dict  # asdict(TrainConfig)
+    model: dict  # model_config(config): the model it trained, field by field
     data_fingerprint: str | None
     params_non_embedding: int
     params_total: int
@@ -231,7 +238,8 @@ def evaluate(model: torch.nn.Module, data: torch.Tensor, context_length: int, ma
 
 def _state(model, optimizer, step, curve, cfg, data_fingerprint) -> dict:
     return {
-        "config": asdict(cfg), "data_fingerprint": data_fingerprint, "step": step, "model": model.state_dict(),
+        "config": asdict(cfg), "model_config": model_config(cfg), "data_fingerprint": data_fingerprint, "step": step,
+        "model": model.state_dict(),
         "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "curve": curve,
     }
 
@@ -255,9 +263,11 @@ def load_resume_state(run_dir: Path, cfg: TrainConfig, data_fingerprint: str | N
         if log:
             log(f"{run_dir.name}: {err}; moved aside as *.corrupt, training from scratch")
         return None
-    if not same_config(state["config"], cfg) or state.get("data_fingerprint") != data_fingerprint:
+    same_model = state.get("model_config") == model_config(cfg)
+    if not same_config(state["config"], cfg) or not same_model or state.get("data_fingerprint") != data_fingerprint:
         if log:
-            what = "configuration" if not same_config(state["config"], cfg) else "data"
+            what = ("configuration" if not same_config(state["config"], cfg) else "model" if not same_model
+                    else "data")
             log(f"{run_dir.name}: the checkpoint was made with another {what}; training from scratch")
         return None
     return state
@@ -425,7 +435,7 @@ class _Run:
         test = last["test_loss"]
         return {
             "arch": cfg.arch, "size": cfg.size, "seed": cfg.seed,
-            "config": asdict(cfg), "data_fingerprint": self.data_fingerprint,
+            "config": asdict(cfg), "model": model_config(cfg), "data_fingerprint": self.data_fingerprint,
             "params_non_embedding": non_embedding_parameters(model), "params_total": total_parameters(model),
             "flops_per_token": flops_per_token, "tokens_seen": last["tokens"], "flops": last["flops"],
             "unique_tokens": self.stream.unique, "epochs": last["epochs"],

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from musicscale import plots
+from musicscale import analysis, plots
 from musicscale.findings import findings
 from musicscale.stages import analyze
 from musicscale.workdir import Workdir, read_json, write_json
@@ -56,7 +56,7 @@ def test_analysis_writes_the_contract_and_recovers_the_law(toy_workdir):
     for arch, (_a, alpha, c) in TRUE.items():
         joint = toy["joint"][arch]  # every branch of every run: 7 points per run, resampled by run
         assert len(joint["points"]["D"]) == 7 * 14 and joint["n_groups"] == 14
-        assert toy["fit_points"][arch] == {"all": 7 * 14, "early": 0}
+        assert toy["fit_points"][arch] == {"all": 7 * 14, "early": 0, "below_tokens": 0}  # one budget: none early
         for key, true in (("alpha", alpha), ("beta", 0.35), ("E", c)):
             assert joint[f"{key}_ci"][0] <= true <= joint[f"{key}_ci"][1], (arch, key)
         assert joint["n_boot"] + joint["n_failed"] == 200 and joint["common_D"] == 10**6
@@ -150,3 +150,18 @@ def test_every_figure_of_the_report_is_drawn_by_its_namesake(tmp_path):
     assert all(callable(getattr(plots, name, None)) for name in FIGURES)
     with pytest.raises(ValueError, match="unknown figure 'pie'"):
         plots.draw("pie", {}, tmp_path)
+
+
+def test_early_points_are_those_before_the_shortest_budget_of_a_study_with_several():
+    def run(size, budget):
+        return {"run": f"{size}-{budget}", "size": size, "seed": 0, "params_non_embedding": 10, "tokens_seen": budget,
+                "curve": [{"tokens": budget // k, "flops": 1, "val_loss": 1.0, "test_loss": 1.0} for k in (4, 2, 1)]}
+
+    study = [run(s, b) for s in ("a", "b") for b in (100, 400)]
+    assert analysis.early_tokens(study) == 100
+    points = analysis.cooldown_points(study)
+    # a point at 25 or 50 tokens is early whether its run goes on to 100 or to 400 tokens
+    assert sorted({p["D"] for p in points if p["early"]}) == [25, 50]
+    assert sorted({p["D"] for p in points if not p["early"]}) == [100, 200, 400]
+    # one run per size: its branches are all the D there is, and none is early
+    assert analysis.early_tokens([run("a", 100), run("b", 400)]) == 0

@@ -74,8 +74,8 @@ def test_every_size_spreads_d_per_n_over_16x_and_every_d_is_reached_by_every_siz
     points: dict[str, set[int]] = {}
     for m in mains:
         ends = [pt.end * base.batch_tokens for pt in design.schedule_points(m.config)]
-        # the points a fit uses: not the early ones (below a tenth of the run)
-        points.setdefault(m.config.size, set()).update(d for d in ends if d >= 0.1 * m.config.token_budget)
+        # the points a fit uses: not the early ones (below the shortest budget, analysis.early_tokens)
+        points.setdefault(m.config.size, set()).update(d for d in ends if d >= min(p.budgets))
     for size, ds in points.items():
         budgets = {m.config.token_budget for m in mains if m.config.size == size}
         assert len(budgets) >= 3 and max(budgets) / min(budgets) >= 16, size

@@ -122,7 +122,7 @@ def test_the_ablation_changes_one_thing_per_arm_and_keeps_the_seeds():
                              for a in ("transformer", "lstm") for s in ("micro", "tiny")})
     arms = design.ablation_arms(mains, {"sizes": ["micro", "tiny"], "seeds": 3}, 0)
     assert [a.name for a in arms if a.size == "tiny"] == ["baseline", "budget ×4", "rate ×0.5", "rate ×2",
-                                                         "no-positions", "one-head"]
+                                                         "learned-positions", "no-positions", "one-head"]
     base = {s.config.seed: s.config for a in arms if (a.size, a.name) == ("tiny", "baseline") for s in a.specs}
     assert sorted(base) == [0, 1, 2]
     for a in arms:
@@ -134,7 +134,8 @@ def test_the_ablation_changes_one_thing_per_arm_and_keeps_the_seeds():
                 continue
             changed = {k for k, v in vars(spec.config).items() if getattr(ref, k) != v}
             assert changed == {"baseline": set(), "budget ×4": {"token_budget"}, "rate ×0.5": {"lr"},
-                               "rate ×2": {"lr"}, "no-positions": {"variant"}, "one-head": {"variant"}}[a.name]
+                               "rate ×2": {"lr"}, "learned-positions": {"variant"}, "no-positions": {"variant"},
+                               "one-head": {"variant"}}[a.name]
     names = [s.name for a in arms for s in a.specs]
     assert len(names) == len(set(names))  # every arm's runs have their own folders
     # at micro (d=8, 2 heads) one head is a change; a variant that changes nothing would be left out
