@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 
+import numpy as np
+
 from . import ablation, differences, holdout, identification, repetition, validity
 from .analysis import HOLDOUT_FACTORS
 from .generated import REFERENCE
@@ -68,6 +70,13 @@ def findings(results: dict) -> dict[str, str]:
             if any("forms" in h for h in checks.values()):  # a check that did not run says why in its summary
                 out[f"{p}_forms"] = forms_summary(checks)
             g = ds.get("ground_truth", {}).get(arch)
+            if not g and "error" not in j:  # no known floor: how far the largest model still is from the fitted one
+                largest = max(ds["budgets"][arch], key=lambda b: b["N"])
+                runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch
+                        and r["size"] == largest["size"] and r["tokens_seen"] == largest["D"]]
+                out[f"{p}_floor_gap"] = floor_gap_sentence(
+                    j, largest, float(np.mean([r["test_loss"] for r in runs])) if runs else None,
+                    ds["last_doubling_gain"].get(arch, {}).get(largest["size"]))
             if g:
                 runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch]
                 largest = max(ds["budgets"][arch], key=lambda b: b["N"])
@@ -287,6 +296,22 @@ def effective_summary(results: dict) -> str:
         parts.append(f"{d} {arch} (at most {e['max_epochs']:.2f} epochs): fitted {how}, β {format_ci(e, 'beta')} "
                      f"against {format_ci(j, 'beta')} on D, floor E {format_ci(e, 'E')} against {format_ci(j, 'E')}")
     return "; ".join(parts) if parts else "no real corpus in this build"
+
+
+def floor_gap_sentence(j: dict, largest: dict, loss: float | None, gain: float | None) -> str:
+    """Where no floor is known: how far the largest model (at its longest budget, test loss over its seeds) lies above
+    the fitted floor E, with the interval E's gives; or, where E is not identified, how much the largest model still
+    gained from its last doubling of data, which is why the fit cannot place a floor yet."""
+    if loss is None:
+        return "no run of the largest size at its longest budget was measured"
+    where = (f"the largest model (N = {largest['N']:,.0f}, D = {largest['D']:,.0f}) ends at {loss:.3f} nats/char"
+             + (f" and gained {gain:.3f} in its last doubling of data" if gain is not None else ""))
+    if (j.get("not_identified") or {}).get("E") or j.get("E") is None:
+        return (f"{where}; the floor E is {format_ci(j, 'E')}, so the fit cannot say how far above it that is: the "
+                f"losses have not yet bent towards a floor")
+    lo, hi = j.get("E_ci") or [None, None]
+    gap = {"gap": loss - j["E"], "gap_ci": [loss - hi, loss - lo] if lo is not None and hi is not None else None}
+    return f"{where}, {format_ci(gap, 'gap')} nats/char above the fitted floor E = {format_ci(j, 'E')}"
 
 
 def ground_truth_sentence(g: dict, best: float | None = None, gain: float | None = None) -> str:

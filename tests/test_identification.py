@@ -8,7 +8,7 @@ import pytest
 
 from musicscale import identification
 from musicscale.analysis import ground_truth
-from musicscale.findings import ground_truth_sentence
+from musicscale.findings import floor_gap_sentence, ground_truth_sentence
 from musicscale.fitting import ALPHA_MAX
 from musicscale.holdout import Points
 from musicscale.identification import Bound, format_ci, not_identified
@@ -47,6 +47,16 @@ def test_a_law_without_a_floor_reports_its_floor_as_not_identified():
     g = ground_truth(fit, Points(N, D, L, run), 0.5, n_boot=20, seed=0)
     assert g["E_rel_error"] is None and g["covers"] is None
     assert ground_truth_sentence(g).startswith("E is not identified") and "from H*" not in ground_truth_sentence(g)
+    # without a known floor, the largest model is set against the fitted one: here no distance can be given
+    gap = floor_gap_sentence(entry, {"N": 1e5, "D": 1e7}, 0.9, 0.01)
+    assert "ends at 0.900 nats/char and gained 0.010" in gap and "cannot say how far above it" in gap
+
+
+def test_the_largest_model_is_set_against_an_identified_floor_with_its_interval():
+    entry = {"E": 0.8, "E_ci": [0.7, 0.85], "not_identified": {}}
+    gap = floor_gap_sentence(entry, {"N": 1e5, "D": 1e7}, 1.0, None)
+    assert gap == ("the largest model (N = 100,000, D = 10,000,000) ends at 1.000 nats/char, 0.200 [0.150, 0.300] "
+                   "nats/char above the fitted floor E = 0.800 [0.700, 0.850]")
 
 
 def test_an_exponent_at_its_bound_leaves_the_compute_optimal_split_unmeasured():
