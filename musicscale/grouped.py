@@ -19,6 +19,7 @@ can be grouped if its forward has a vmap batching rule (:attr:`musicscale.models
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -58,7 +59,9 @@ class _Stacked:
         params = {n: torch.stack([m.get_parameter(n).detach() for m in self.models]).requires_grad_()
                   for n in self.names}
         self.base.train()
-        with autocast(cfg, x.device):
+        with autocast(cfg, x.device), warnings.catch_warnings():
+            # the member-by-member fallback of the CPU attention kernel under vmap is known (module docstring)
+            warnings.filterwarnings("ignore", message=".*batching rule for aten::_scaled_dot_product")
             logits = vmap(lambda p, xi: functional_call(self.base, p, (xi,)), randomness="different")(params, x)
             # each member's loss as the solo trainer computes it: one mean over a (B*T, V) batch
             losses = torch.stack([F.cross_entropy(lg.reshape(-1, lg.size(-1)), t.reshape(-1))

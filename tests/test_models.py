@@ -101,14 +101,14 @@ def test_the_transformer_variants_change_one_thing_and_stay_causal():
 
 
 def test_alibi_penalises_distance_by_one_slope_per_head_and_masks_the_future():
-    bias = alibi_bias(2, 0, 4)
-    assert bias.shape == (2, 4, 4)
+    bias = alibi_bias(2, 0, 4)[0]  # (1, H, T, T): the batch axis picks the fused attention kernel
+    assert alibi_bias(2, 0, 4).shape == (1, 2, 4, 4)
     # Press et al. 2022: slopes 2^-8(h+1)/H, here 1/16 and 1/256; the score of key j for query i is -slope (i - j)
     assert torch.allclose(bias[0, 3, :], torch.tensor([-3 / 16, -2 / 16, -1 / 16, 0.0]))
     assert torch.allclose(bias[1, 2, :3], torch.tensor([-2 / 256, -1 / 256, 0.0]))
     assert torch.isinf(bias[:, 0, 1:]).all() and (bias[:, 0, 1:] < 0).all()
     # a continuation (queries 3 and 4 after 3 cached tokens) sees the rows of the whole sequence's bias
-    assert torch.equal(alibi_bias(2, 3, 2), alibi_bias(2, 0, 5)[:, 3:5, :])
+    assert torch.equal(alibi_bias(2, 3, 2), alibi_bias(2, 0, 5)[:, :, 3:5, :])
 
 
 def test_a_cached_alibi_forward_gives_the_logits_of_the_whole_sequence():
