@@ -153,11 +153,11 @@ def plan_runs(datasets: Sequence[str], archs: Sequence[str], sizes: Sequence[str
 
 def reference_runs(mains: Sequence[RunSpec], study: Study) -> list[RunSpec]:
     """The main runs that the schedule check, the repetition experiment and the ablation start from: those at the
-    middle budget of ``study.budgets`` (the middle of the range, where a 4x longer arm is still affordable), or
-    every main run where each size has one budget."""
+    middle budget of ``study.budgets``, the shorter of the two middle ones for an even count (the first of two:
+    where a 4x longer arm is still affordable), or every main run where each size has one budget."""
     if study.budgets is None:
         return list(mains)
-    middle = study.budgets[len(study.budgets) // 2]
+    middle = study.budgets[(len(study.budgets) - 1) // 2]
     return [m for m in mains if m.config.token_budget == middle]
 
 

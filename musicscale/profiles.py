@@ -16,26 +16,30 @@ PROFILES: dict[str, dict[str, dict]] = {
         "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_eval_tunes": 400, "n_workers": 2},
         "03_train": {
             # the three sizes up to tiny span the fit of the held-out check in N; medium lies >= 10x beyond them.
-            # Every size trains at three budgets, the same for every N (128 K, 512 K and 2 M tokens), each with four
-            # branches: D/N spreads over 128x at every N, and N over 48x at every D. Batches of 4 x 256 tokens: at
-            # these sizes a step is worth more than a wide batch (tiny Transformer, 1 M tokens: 1.99 nats/char at
-            # 16 x 256, 1.54 at 4 x 256). Two seeds of every run: the bootstrap redraws them.
+            # Every size trains at two budgets, the same for every N: 256 K tokens and 4 M, each with five branches
+            # (16 K .. 256 K and 256 K .. 4 M). The points a fit uses (from 256 K on, analysis.early_tokens) spread
+            # D/N over 16x at every N, and N over 48x at every D. One 4 M trunk measures 4 M, 2 M, 1 M and 512 K
+            # for 1.19 times its own cost: three budgets of 128 K, 512 K and 2 M cost 1.17 x 2.6 M tokens per size and
+            # left every Transformer far from its floor (the tiny one on the grammar: 1.23 nats/char at 2 M, 1.19 at
+            # 4 M, 1.17 at 8 M; H* = 0.98). Batches of 4 x 256 tokens: at these sizes a step is worth more than a
+            # wide batch (tiny Transformer, 1 M tokens: 1.99 nats/char at 16 x 256, 1.54 at 4 x 256). Two seeds of
+            # every run: the bootstrap redraws them.
             "sizes": ["micro", "mini", "tiny", "small", "medium"],
-            "context_length": 256, "batch_size": 4, "n_branches": 4,
-            "budgets": [131_072, 524_288, 2_097_152],
-            # the recipe (rate x beta2) is searched at three sizes on probes as long as the shortest budget, each
-            # with its own cooldown; the rate law fitted to them sets every size's rate
+            "context_length": 256, "batch_size": 4, "n_branches": 5,
+            "budgets": [262_144, 4_194_304],
+            # the recipe (rate x beta2) is searched at three sizes on probes of 128 K tokens (branch 4 of the
+            # shorter budget's five), each with its own cooldown; the rate law fitted to them sets every size's rate
             "lr_factors": [0.5, 1.0, 2.0], "beta2s": [0.95, 0.99, 0.999], "lr_probe_branches": 4,
             "lr_max_extensions": 3, "recipe_sizes": ["micro", "tiny", "small"],
             "extra_seeds": 1, "extra_seed_sizes": ["micro", "mini", "tiny", "small", "medium"],
             # the schedule check and the repetition experiment on the study's synthetic dataset where it has one
-            # (else its first dataset / no repetition experiment), at the middle budget: a profile never names a
+            # (else its first dataset / no repetition experiment), at the shorter budget: a profile never names a
             # dataset
             "schedule_check": {"arch": "transformer", "size": "tiny", "seeds": 3, "points": 2},
             # what a repeated token is worth: two sizes per family on 1/4, 1/16 and 1/64 of their D
             "repetition": {"sizes": ["mini", "tiny"], "factors": [4, 16, 64], "seeds": 2},
-            # whether the Transformer is still under-trained: its tiny and small runs again with one thing changed
-            # (its 4x arm is the main run of the longest budget), two seeds per arm
+            # whether the Transformer's recipe leaves loss behind: its tiny and small runs of the shorter budget again
+            # with one thing changed (the rate, the positions, the heads; the 4x arm reads 1 M tokens), two seeds
             "ablation": {"sizes": ["tiny", "small"], "seeds": 2},
             "eval_tokens": 65_536, "n_workers": 2,
         },

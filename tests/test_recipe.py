@@ -33,8 +33,9 @@ def test_the_rate_law_is_recovered_from_exact_optima():
     assert design.fit_rate_law([6_600.0], [3e-3]) == {"c": pytest.approx(3e-3), "k": 0.0}
 
 
-def _mains(sizes=("micro", "mini", "tiny", "small", "medium"), budgets=(2 ** 18, 2 ** 20, 2 ** 22)):
-    p = train.Params(archs=["transformer"], sizes=list(sizes), context_length=256, batch_size=4, n_branches=4,
+def _mains(sizes=("micro", "mini", "tiny", "small", "medium"), budgets=(2 ** 18, 2 ** 22), n_branches=5):
+    """The default design's main runs: two budgets the same for every N, five branches each."""
+    p = train.Params(archs=["transformer"], sizes=list(sizes), context_length=256, batch_size=4, n_branches=n_branches,
                      budgets=list(budgets), extra_seed_sizes=list(sizes), recipe_sizes=["micro", "tiny", "small"],
                      lr_probe_branches=4)
     return p, design.plan_runs(["synthetic"], p.archs, p.sizes, 0, p.base_config(), p.study())
@@ -63,7 +64,7 @@ def test_probes_are_runs_of_their_own_with_a_full_cooldown_at_the_scored_length(
     study = p.study()
     probes = design.probe_specs(mains[0], [(1e-2, 0.99)], study)
     (probe,) = probes
-    assert probe.config.n_branches == 1 and probe.config.token_budget == 2 ** 18
+    assert probe.config.n_branches == 1 and probe.config.token_budget == 2 ** 17  # branch 4 of the 256 K run's 5
     assert probe.config.beta2 == 0.99 and probe.config.lr == 1e-2 and probe.kind == "lr"
     assert "-b0.99-" in probe.name
 
@@ -77,9 +78,7 @@ def test_every_size_spreads_d_per_n_over_16x_and_every_d_is_reached_by_every_siz
         # the points a fit uses: not the early ones (below the shortest budget, analysis.early_tokens)
         points.setdefault(m.config.size, set()).update(d for d in ends if d >= min(p.budgets))
     for size, ds in points.items():
-        budgets = {m.config.token_budget for m in mains if m.config.size == size}
-        assert len(budgets) >= 3 and max(budgets) / min(budgets) >= 16, size
-        assert max(ds) / min(ds) >= 16, size
+        assert len(ds) >= 3 and max(ds) / min(ds) >= 16, size  # three D/N ratios at least, over 16x
     assert len(set.intersection(*points.values())) >= 4  # N varied at fixed D: every size at the same D
 
 
@@ -90,11 +89,15 @@ def test_budgets_must_be_whole_steps_and_increasing():
         _mains(budgets=(512, 2 ** 20, 2 ** 22))
 
 
-def test_the_checks_start_from_the_middle_budget():
-    p, mains = _mains()
+def test_the_checks_start_from_the_middle_budget_or_the_shorter_of_two():
+    p, mains = _mains(budgets=(2 ** 18, 2 ** 20, 2 ** 22), n_branches=4)
     ref = design.reference_runs(mains, p.study())
     assert {m.config.token_budget for m in ref} == {2 ** 20}
     assert len(ref) == len(mains) // 3
+    p, mains = _mains()
+    ref = design.reference_runs(mains, p.study())
+    assert {m.config.token_budget for m in ref} == {2 ** 18}
+    assert len(ref) == len(mains) // 2
 
 
 def test_the_ablation_s_longer_arm_is_the_main_run_of_the_next_budget():
@@ -109,15 +112,18 @@ def test_the_ablation_s_longer_arm_is_the_main_run_of_the_next_budget():
 
 
 def _law_points(truth, noise, seed=0):
-    """The default design's points (five sizes, three budgets, four branches, two seeds) of a known law."""
+    """The default design's fitted points (five sizes, two budgets, five branches from the shorter budget on, two
+    seeds) of a known law."""
     E, A, alpha, B, beta = truth
     rng = np.random.default_rng(seed)
     rows = []
     for n in (1_760, 3_792, 6_592, 25_472, 84_912):
-        for budget in (2 ** 18, 2 ** 20, 2 ** 22):
+        for budget in (2 ** 18, 2 ** 22):
             for s in range(2):
-                for k in range(4):
-                    d = budget / 2 ** (3 - k)
+                for k in range(5):
+                    d = budget / 2 ** (4 - k)
+                    if d < 2 ** 18:
+                        continue  # an early point (analysis.early_tokens)
                     loss = (E + A * n ** -alpha + B * d ** -beta) * math.exp(noise * rng.standard_normal())
                     rows.append((n, d, loss, f"{n}-{budget}-{s}"))
     N, D, L, run = (np.array(v) for v in zip(*rows))
@@ -131,7 +137,7 @@ def test_the_joint_law_with_a_known_floor_is_recovered_on_this_design():
         pts = _law_points(truth, noise=0.003, seed=seed)
         fit = fit_joint_law(pts.N, pts.D, pts.L, groups=pts.run, strata=pts.strata, n_boot=50, seed=0)
         assert not fit.not_identified()
-        assert abs(fit.E / truth[0] - 1) < 0.03 and abs(fit.alpha - truth[2]) < 0.03
+        assert abs(fit.E / truth[0] - 1) < 0.05 and abs(fit.alpha - truth[2]) < 0.03
         assert abs(fit.beta - truth[4]) < 0.02
         for name in ("E", "alpha", "beta"):
             lo, hi = getattr(fit, f"{name}_ci")
@@ -163,5 +169,5 @@ def test_the_train_stage_says_where_its_time_went_per_kind_of_run():
 def test_the_budget_rule_is_stated_with_the_spread_it_gives():
     p, _ = _mains()
     rule = train.budget_rule(p)
-    assert "the same for every N" in rule and "262,144, 1,048,576, 4,194,304" in rule and "128x" in rule
+    assert "the same for every N" in rule and "262,144, 4,194,304" in rule and "over 16x at every N" in rule
     assert "D grows with N" in train.budget_rule(train.Params())

@@ -432,10 +432,12 @@ def budget_rule(params: Params) -> str:
     n = [describe(a, s, vocab_size=TABLE_VOCAB, context_length=params.context_length)["params_non_embedding"]
          for a, s in itertools.product(params.archs, params.sizes)]
     shortest = study.budgets[0] / params.base_config().branch_ratio ** (params.n_branches - 1)
-    return (f"every size trains at {len(study.budgets)} budgets, the same for every N (longest branches of "
-            + ", ".join(f"{b:,}" for b in study.budgets) + " tokens), each with its branches down to "
-            f"{shortest:,.0f} tokens: at every N the branches spread D/N over {study.budgets[-1] / shortest:,.0f}x, "
-            f"and at every D the sizes spread N over {max(n) / min(n):,.0f}x")
+    fitted = study.budgets[0] if len(study.budgets) > 1 else shortest  # analysis.early_tokens
+    return (f"every size trains at {len(study.budgets)} budget{'s' * (len(study.budgets) > 1)}, the same for every "
+            "N (longest branches of " + ", ".join(f"{b:,}" for b in study.budgets) + " tokens), each with "
+            f"{params.n_branches} branches down to {shortest:,.0f} tokens: from {fitted:,.0f} tokens on (the points "
+            f"a fit uses) the branches spread D/N over {study.budgets[-1] / fitted:,.0f}x at every N, and at every D "
+            f"the sizes spread N over {max(n) / min(n):,.0f}x")
 
 
 def schedule_check_table(rows: Sequence[dict]):
