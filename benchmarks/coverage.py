@@ -1,10 +1,11 @@
 """How often the study's 95% intervals cover a known law: simulated studies of the default design's shape.
 
-Each study draws the end-of-cooldown points of the default profile's design (five sizes, three budgets the same
-for every N, four branches per run, two seeds) from ``L = E + A N^-alpha + B D^-beta`` times log-normal noise
-(one draw per run, shared by its branches, as a seed's luck is, plus one per point), fits the joint law with
-its bootstrap over runs, and the exponents from differences; it prints, per parameter, how often the interval
-covered the truth, and the median error of the estimate.
+Each study draws the fitted end-of-cooldown points of the default profile's design (its sizes, budgets, branches
+per run and two seeds, read from ``musicscale.profiles``; early points, below the shortest budget, left out) from
+``L = E + A N^-alpha + B D^-beta`` times log-normal noise (one draw per run, shared by its branches, as a seed's
+luck is, plus one per point), fits the joint law with its bootstrap over runs, and the exponents from
+differences; it prints, per parameter, how often the interval covered the truth, and the median error of the
+estimate.
 
     .venv/bin/python benchmarks/coverage.py --studies 40 --boot 200
 """
@@ -20,9 +21,15 @@ import numpy as np
 from musicscale.differences import difference_exponents
 from musicscale.holdout import Points
 from musicscale.joint_law import fit_joint_law
+from musicscale.models import describe
+from musicscale.profiles import PROFILES
 
-SIZES = (1_760, 3_792, 6_592, 25_472, 84_912)  # the default's Transformer sizes (non-embedding parameters)
-BUDGETS = (2 ** 18, 2 ** 20, 2 ** 22)
+DESIGN = PROFILES["default"]["03_train"]
+# the default's Transformer sizes (non-embedding parameters)
+SIZES = tuple(describe("transformer", s, vocab_size=128, context_length=DESIGN["context_length"])
+              ["params_non_embedding"] for s in DESIGN["sizes"])
+BUDGETS = tuple(DESIGN["budgets"])
+BRANCHES = DESIGN["n_branches"]
 
 
 def simulate(truth: dict, run_noise: float, point_noise: float, seed: int, seeds: int = 2) -> Points:
@@ -32,8 +39,10 @@ def simulate(truth: dict, run_noise: float, point_noise: float, seed: int, seeds
         for budget in BUDGETS:
             for s in range(seeds):
                 luck = run_noise * rng.standard_normal()
-                for k in range(4):
-                    d = budget / 2 ** (3 - k)
+                for k in range(BRANCHES):
+                    d = budget / 2 ** (BRANCHES - 1 - k)
+                    if len(BUDGETS) > 1 and d < BUDGETS[0]:
+                        continue  # an early point, not fitted (analysis.early_tokens)
                     loss = truth["E"] + truth["A"] * n ** -truth["alpha"] + truth["B"] * d ** -truth["beta"]
                     noisy = loss * math.exp(luck + point_noise * rng.standard_normal())
                     rows.append((n, d, noisy, f"{n}-{budget}-{s}"))
