@@ -71,7 +71,7 @@ def findings(results: dict) -> dict[str, str]:
                 out[f"{p}_forms"] = forms_summary(checks)
             g = ds.get("ground_truth", {}).get(arch)
             if not g and "error" not in j:  # no known floor: how far the largest model still is from the fitted one
-                largest = max(ds["budgets"][arch], key=lambda b: b["N"])
+                largest = largest_model(ds["budgets"][arch])
                 runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch
                         and r["size"] == largest["size"] and r["tokens_seen"] == largest["D"]]
                 out[f"{p}_floor_gap"] = floor_gap_sentence(
@@ -79,7 +79,7 @@ def findings(results: dict) -> dict[str, str]:
                     ds["last_doubling_gain"].get(arch, {}).get(largest["size"]))
             if g:
                 runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch]
-                largest = max(ds["budgets"][arch], key=lambda b: b["N"])
+                largest = largest_model(ds["budgets"][arch])
                 out[f"{p}_gt_floor"] = ground_truth_sentence(
                     g, best=min(r["test_loss"] for r in runs),
                     gain=ds["last_doubling_gain"].get(arch, {}).get(largest["size"]))
@@ -296,6 +296,12 @@ def effective_summary(results: dict) -> str:
         parts.append(f"{d} {arch} (at most {e['max_epochs']:.2f} epochs): fitted {how}, β {format_ci(e, 'beta')} "
                      f"against {format_ci(j, 'beta')} on D, floor E {format_ci(e, 'E')} against {format_ci(j, 'E')}")
     return "; ".join(parts) if parts else "no real corpus in this build"
+
+
+def largest_model(budgets: list[dict]) -> dict:
+    """The entry of a family's ``budgets`` (one per size and budget) of its largest size at that size's longest
+    budget: where every size trains at several budgets, the largest N alone would pick any of them."""
+    return max(budgets, key=lambda b: (b["N"], b["D"]))
 
 
 def floor_gap_sentence(j: dict, largest: dict, loss: float | None, gain: float | None) -> str:

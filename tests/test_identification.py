@@ -8,7 +8,7 @@ import pytest
 
 from musicscale import identification
 from musicscale.analysis import ground_truth
-from musicscale.findings import floor_gap_sentence, ground_truth_sentence
+from musicscale.findings import floor_gap_sentence, ground_truth_sentence, largest_model
 from musicscale.fitting import ALPHA_MAX
 from musicscale.holdout import Points
 from musicscale.identification import Bound, format_ci, not_identified
@@ -93,3 +93,11 @@ def test_an_interval_without_width_at_the_precision_shown_is_not_printed_as_one(
     assert format_ci(entry, "v", "+.3f") == "+0.762 (95% interval only 8e-05 wide: its resamples barely vary)"
     assert format_ci({"v": 1.0, "v_ci": [1.0, 1.0]}, "v") == "1.000 (no interval: every resample gives the same)"
     assert format_ci({"v": 0.5, "v_ci": [0.4, 0.6]}, "v") == "0.500 [0.400, 0.600]"
+
+
+def test_the_largest_model_is_the_largest_size_at_its_longest_budget():
+    # every size at two budgets, listed in no particular order within a size
+    budgets = [{"size": s, "N": n, "D": d} for s, n in (("tiny", 6_592), ("medium", 84_912))
+               for d in (2 ** 22, 2 ** 18)]
+    assert largest_model(budgets) == {"size": "medium", "N": 84_912, "D": 2 ** 22}
+    assert largest_model(list(reversed(budgets))) == {"size": "medium", "N": 84_912, "D": 2 ** 22}
