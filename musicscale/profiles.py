@@ -18,12 +18,12 @@ PROFILES: dict[str, dict[str, dict]] = {
             # the three sizes up to tiny span the fit of the held-out check in N; medium lies >= 10x beyond them.
             # Every size trains at two budgets, the same for every N: 256 K tokens and 4 M, each with five branches
             # (16 K .. 256 K and 256 K .. 4 M). The points a fit uses (from 256 K on, analysis.early_tokens) spread
-            # D/N over 16x at every N, and N over 48x at every D. One 4 M trunk measures 4 M, 2 M, 1 M and 512 K
-            # for 1.19 times its own cost: three budgets of 128 K, 512 K and 2 M cost 1.17 x 2.6 M tokens per size and
-            # left every Transformer far from its floor (the tiny one on the grammar: 1.23 nats/char at 2 M, 1.19 at
-            # 4 M, 1.17 at 8 M; H* = 0.98). Batches of 4 x 256 tokens: at these sizes a step is worth more than a
-            # wide batch (tiny Transformer, 1 M tokens: 1.99 nats/char at 16 x 256, 1.54 at 4 x 256). Two seeds of
-            # every run: the bootstrap redraws them.
+            # D/N over 16x at every N, and N over 48x (Transformer) or 78x (LSTM) at every D. One 4 M trunk measures
+            # 4 M, 2 M, 1 M and 512 K for 1.19 times its own cost: three budgets of 128 K, 512 K and 2 M cost
+            # 1.17 x 2.6 M tokens per size and left every Transformer far from its floor (the tiny one on the
+            # grammar: 1.23 nats/char at 2 M, 1.19 at 4 M, 1.17 at 8 M; H* = 0.98). Batches of 4 x 256 tokens: at
+            # these sizes a step is worth more than a wide batch (tiny Transformer, 1 M tokens: 1.99 nats/char at
+            # 16 x 256, 1.54 at 4 x 256). Two seeds of every run: the bootstrap redraws them.
             "sizes": ["micro", "mini", "tiny", "small", "medium"],
             "context_length": 256, "batch_size": 4, "n_branches": 5,
             "budgets": [262_144, 4_194_304],
