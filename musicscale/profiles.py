@@ -50,10 +50,15 @@ PROFILES: dict[str, dict[str, dict]] = {
     "gpu": {
         "01_data": {"corpus": ["music21", "synthetic"], "n_synthetic_eval_tunes": 2000, "n_workers": 16},
         "03_train": {
+            # the default's design at 16x its tokens: batches of 64 x 256 tokens, every size at two budgets the
+            # same for every N (4 M and 64 M tokens, five branches each: the longest reads 4,096 steps, as the
+            # default's does), so the fitted points (4 M .. 64 M) spread D/N over 16x at every N; the recipe
+            # (rate x beta2) searched at four sizes on probes of 2 M tokens, the rate law for the others
             "sizes": ["micro", "tiny", "small", "medium", "large", "xl", "gpu-s", "gpu-m", "gpu-l"],
-            "context_length": 256, "batch_size": 64, "n_branches": 7,
-            "tokens_per_param": 40, "min_steps": 512, "max_steps": 8192,
-            "lr_factors": [0.25, 0.5, 1.0, 2.0, 4.0], "lr_probe_branches": 4,
+            "context_length": 256, "batch_size": 64, "n_branches": 5,
+            "budgets": [4_194_304, 67_108_864],
+            "lr_factors": [0.5, 1.0, 2.0], "beta2s": [0.95, 0.99, 0.999], "lr_probe_branches": 4,
+            "lr_max_extensions": 3, "recipe_sizes": ["micro", "small", "xl", "gpu-m"],
             "extra_seeds": 2, "extra_seed_sizes": ["micro", "tiny", "small", "gpu-l"],
             "schedule_check": {"arch": "transformer", "size": "medium", "seeds": 3, "points": 3},
             "repetition": {"sizes": ["tiny", "small"], "factors": [4, 16, 64], "seeds": 2},
