@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from . import ablation, differences, holdout, identification, repetition, validity
+from . import ablation, differences, holdout, repetition, validity, verdicts
 from .analysis import HOLDOUT_FACTORS
 from .generated import REFERENCE
 from .identification import format_ci
@@ -71,12 +71,7 @@ def findings(results: dict) -> dict[str, str]:
                 out[f"{p}_forms"] = forms_summary(checks)
             g = ds.get("ground_truth", {}).get(arch)
             if not g and "error" not in j:  # no known floor: how far the largest model still is from the fitted one
-                largest = largest_model(ds["budgets"][arch])
-                runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch
-                        and r["size"] == largest["size"] and r["tokens_seen"] == largest["D"]]
-                out[f"{p}_floor_gap"] = floor_gap_sentence(
-                    j, largest, float(np.mean([r["test_loss"] for r in runs])) if runs else None,
-                    ds["last_doubling_gain"].get(arch, {}).get(largest["size"]))
+                out[f"{p}_floor_gap"] = floor_gap_sentence(j, *largest_loss(results, d, arch))
             if g:
                 runs = [r for r in results["runs"] if r["dataset"] == d and r["arch"] == arch]
                 largest = largest_model(ds["budgets"][arch])
@@ -93,7 +88,7 @@ def findings(results: dict) -> dict[str, str]:
             out[f"{d}_ablation_verdict"] = ablation.overall(ds["ablation"], label)
         if ds.get("entropy_rate") is not None:
             out[f"{d}_floor_check"] = floor_sentence(ds)
-    return out
+    return out | verdicts.verdicts(results)
 
 
 def joint_law_sentence(j: dict, sizes: list[float]) -> str:
@@ -304,6 +299,17 @@ def largest_model(budgets: list[dict]) -> dict:
     return max(budgets, key=lambda b: (b["N"], b["D"]))
 
 
+def largest_loss(results: dict, dataset: str, arch: str) -> tuple[dict, float | None, float | None]:
+    """A family's largest model at its longest budget (:func:`largest_model`), its test loss averaged over seeds,
+    and what its last doubling of data bought (None where not measured)."""
+    ds = results["datasets"][dataset]
+    largest = largest_model(ds["budgets"][arch])
+    runs = [r for r in results["runs"] if r["dataset"] == dataset and r["arch"] == arch
+            and r["size"] == largest["size"] and r["tokens_seen"] == largest["D"]]
+    return (largest, float(np.mean([r["test_loss"] for r in runs])) if runs else None,
+            ds["last_doubling_gain"].get(arch, {}).get(largest["size"]))
+
+
 def floor_gap_sentence(j: dict, largest: dict, loss: float | None, gain: float | None) -> str:
     """Where no floor is known: how far the largest model (at its longest budget, test loss over its seeds) lies above
     the fitted floor E, with the interval E's gives; or, where E is not identified, how much the largest model still
@@ -351,11 +357,11 @@ def holdout_tally(results: dict) -> str:
                 not_run += 1
                 continue
             name = f"{d} {label(arch)} in {axis}"
-            lo, hi = h["advantage_ci"]
+            outcome = verdicts.holdout_outcome(h)
             base = min(h["flat_error"], h["loglinear_error"])
-            if lo is not None and lo > 0 and not identification.collapsed((lo, hi)):
+            if outcome is verdicts.Outcome.HOLDS:
                 won.append(name)
-            elif hi is not None and hi < 0:
+            elif outcome is verdicts.Outcome.FAILS:
                 lost.append(f"{name} (errs by {h['law_error']:.3f} nats/char against {base:.3f})")
             else:
                 even.append(f"{name} ({h['law_error']:.3f} against {base:.3f})")
@@ -425,7 +431,7 @@ def generation_findings(summaries: Sequence[dict]) -> dict[str, str]:
         if any(swept.values()):
             out[f"{d}_temperature"] = "; ".join(temperature_sentence(label(a), s, gallery_t)
                                                 for a, s in swept.items() if s)
-    return out
+    return out | verdicts.generation_verdicts(summaries)
 
 
 def temperature_sentence(family: str, summary: dict, gallery_t: float | None) -> str:

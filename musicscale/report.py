@@ -11,6 +11,7 @@ What the build has (:class:`BookContents`) is read from the executed notebooks a
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +71,24 @@ def glued_names(notebook: Path) -> set[str]:
             if "scrapbook" in o.get("metadata", {})}
 
 
+def glued_texts(notebook: Path) -> dict[str, str]:
+    """The text values a myst-nb ``glue`` call recorded in an executed notebook, by name (what a ``{glue:text}``
+    role would paste)."""
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    out = {}
+    for c in nb.get("cells", []):
+        for o in c.get("outputs", []):
+            book = o.get("metadata", {}).get("scrapbook")
+            text = o.get("data", {}).get(f"{book['mime_prefix']}text/plain") if book else None
+            if text is not None:
+                try:
+                    value = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    value = text
+                out[book["name"]] = str(value)
+    return out
+
+
 def notebook_workdir(notebook: Path) -> Path:
     """The workdir an executed stage notebook ran on (papermill records its parameters)."""
     nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
@@ -114,12 +133,28 @@ def _citer(page: str, stage: str, names: set[str]) -> Callable[..., str]:
     notebook = f"stages/{STAGE_NOTEBOOKS[stage]}.ipynb"
 
     def cite(name: str, fmt: str = "s") -> str:
-        if name not in names:
-            raise MissingGlueError(f"{page}: cites {name!r}, which book/{notebook} does not glue (is the "
-                                   f"template's condition for it wrong, or did the stage not run?)")
+        _check_glued(page, notebook, name, names)
         return f"{{glue:text}}`{notebook}::{name}:{fmt}`"
 
     return cite
+
+
+def _check_glued(page: str, notebook: str, name: str, names) -> None:
+    if name not in names:
+        raise MissingGlueError(f"{page}: cites {name!r}, which book/{notebook} does not glue (is the "
+                               f"template's condition for it wrong, or did the stage not run?)")
+
+
+def heading(page: str, texts: dict[str, dict[str, str]]) -> Callable[[str, str], str]:
+    """The template function for a heading that states a finding: ``heading(stage, name)`` is the text the stage
+    glued under ``name``, pasted when the page renders (Sphinx cannot hold a glue reference in a section title);
+    the page is rendered again from the executed notebooks before every book build, so it changes with them."""
+
+    def text(stage: str, name: str) -> str:
+        _check_glued(page, f"stages/{STAGE_NOTEBOOKS[stage]}.ipynb", name, texts[stage])
+        return texts[stage][name]
+
+    return text
 
 
 def and_list(items) -> str:
@@ -138,6 +173,8 @@ def render_pages(root: Path, contents: BookContents | None = None) -> list[Path]
     if not templates:
         return []
     contents = contents or book_contents(stages_dir)
+    values = {stage: glued_texts(stages_dir / f"{nb}.ipynb") if (stages_dir / f"{nb}.ipynb").exists() else {}
+             for stage, nb in STAGE_NOTEBOOKS.items()}
     glued = {stage: glued_names(stages_dir / f"{nb}.ipynb") if (stages_dir / f"{nb}.ipynb").exists() else set()
              for stage, nb in STAGE_NOTEBOOKS.items()}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(root / TEMPLATES), undefined=jinja2.StrictUndefined,
@@ -152,5 +189,5 @@ def render_pages(root: Path, contents: BookContents | None = None) -> list[Path]
             return name in glued[stage]
 
         texts[root / "book" / path.name] = env.get_template(path.name).render(
-            build=contents, has=has, **cites)
+            build=contents, has=has, heading=heading(page, values), **cites)
     return [write_text(path, text) for path, text in texts.items()]

@@ -21,9 +21,10 @@ def test_book_has_every_page_with_computed_findings(smoke_report):
         assert "parameter" in page
     results = read_json(Workdir(root / "work").experiment_results)
     findings = re.sub(r"<[^>]+>", "", (html / "book" / "findings.html").read_text())  # the text, without tags
-    assert f"{len(results['runs'])} runs in all" in findings
+    methods = re.sub(r"<[^>]+>", "", (html / "book" / "methods.html").read_text())
+    assert f"{len(results['runs'])} runs in all" in methods  # how the findings are read moved to methods
     law = results["datasets"]["music21"]["joint"]["transformer"]
-    assert f"α = {format_ci(law, 'alpha')}" in " ".join(findings.split())  # with its interval, or why it has none
+    assert format_ci(law, "alpha") in " ".join(findings.split())  # with its interval, or why it has none
     assert "{glue" not in findings
     assert len(list((html / "_images").glob("*.png"))) >= 6  # the analysis figures and the validity figure
 
@@ -172,7 +173,7 @@ def test_the_pages_say_how_often_a_token_was_read_and_what_a_repeat_is_worth(smo
     assert 0 < epochs["synthetic"] <= 1
     assert "; ".join(f"{d}: {e:.2f}" for d, e in epochs.items()) in " ".join(train_page.split())
     findings = " ".join(soup_of(html / "findings.html").get_text(" ").split())
-    assert "What is a repeated tune worth?" in findings
+    assert "What a repeated token is worth, against a fresh one" in findings
     reps = results["datasets"]["synthetic"]["repetition"]
     for arch, rep in reps.items():
         assert f"for the {arch}, R*" in findings and rep["n_runs"] > 0
@@ -292,3 +293,44 @@ def test_every_glue_name_the_book_cites_is_written_out_in_the_code(smoke_report)
         if not found:
             missing.append(name)
     assert not missing, f"glue names cited in the book that no code in musicscale/ writes out: {missing}"
+
+
+# --- the findings page at a glance -------------------------------------------------------------------------
+
+NUMBER = re.compile(r"(?<![\w.])[-+−]?\d[\d,]*(?:\.\d+)?%?")
+
+
+def test_findings_open_with_a_verdict_table_and_headings_that_state_what_was_found(smoke_report):
+    """What a reader sees first: at most 150 words, then one verdict per claim and dataset, each linking to its
+    section; every heading below states a finding glued from this build (a dataset's own heading names it)."""
+    from musicscale.report import book_contents, glued_texts
+
+    root, _ = smoke_report
+    html = root / "_build" / "html" / "book"
+    soup = soup_of(html / "findings.html")
+    main = soup.select_one("article") or soup  # the page itself, without the sidebars and their tables of contents
+    label = main.select_one("#findings-verdicts")  # a stable anchor: the section's own id follows its heading
+    assert label is not None
+    verdicts = label if label.name == "section" else label.find_parent("section")
+    intro = []
+    for tag in main.select_one("h1").find_all_next(["p", "table"]):
+        if tag.name == "table":
+            break
+        intro.append(tag.get_text(" "))
+    assert len(" ".join(intro).split()) <= 150
+    contents = book_contents(root / "book" / "stages")
+    table = verdicts.select_one("table")
+    headers = [th.get_text(" ", strip=True) for th in table.select("thead th")]
+    assert headers == ["claim"] + [d.title for d in contents.datasets]
+    rows = [[td for td in tr.select("td")] for tr in table.select("tbody tr")]
+    assert len(rows) == 2 * len(contents.families) + 4  # law, floor per family; two gaps, repetition, bars
+    for row in rows:
+        assert len(row) == len(headers) and all(td.get_text(strip=True) for td in row)
+    assert all(row[1].select("a[href]") for row in rows[:2 * len(contents.families)])  # each links to its section
+    glued = {v for nb in (root / "book" / "stages").glob("*.ipynb") for v in glued_texts(nb).values()}
+    titles = {d.title for d in contents.datasets}
+    for h in main.select("section h2, section h3"):
+        text = h.get_text(" ", strip=True).rstrip("#").strip().replace("’", "'")  # undo the smart quotes
+        assert text in titles or text in glued, text
+    for li in main.select("li"):  # numbers stay in tables: a list item carries at most three
+        assert len(NUMBER.findall(visible_text(soup_of_fragment(li)))) <= 3, li.get_text(" ", strip=True)[:200]

@@ -22,11 +22,11 @@ from ..analysis import (
     effective_joint,
 )
 from ..artifacts import NoRunsError, load_sweep  # noqa: F401 (NoRunsError: what run raises)
-from ..findings import findings
+from ..findings import findings, largest_loss
 from ..identification import format_ci
 from ..joint_law import joint_fit
 from ..params import StageParameters, as_int, as_optional_list
-from ..tables import glue_text, markdown_table
+from ..tables import glue_text, html_table, markdown_table
 from ..workdir import Workdir, git_commit, read_json, write_json
 
 
@@ -180,8 +180,10 @@ def holdout_table(results: dict):
         ("advantage", "advantage [95% CI]", None)])
     if not not_run:
         return table
-    notes = [f"({i}) {line[2:]}" for i, line in enumerate(not_run, 1)]
-    return Markdown(table.data + "\n\nChecks not run, and why:\n\n" + "\n".join(f"- {n}" for n in notes))
+    why = markdown_table([{"n": f"({i})", "check": line[2:].split(": ", 1)[0], "why": line[2:].split(": ", 1)[1]}
+                          for i, line in enumerate(not_run, 1)],
+                         [("n", "", None), ("check", "check not run", None), ("why", "why", None)])
+    return Markdown(table.data + "\n\n" + why.data)
 
 
 _BETTER = {"additive": "the additive law", None: "neither"}  # who predicts better beyond noise, besides a form
@@ -288,6 +290,23 @@ def differences_table(results: dict):
         ("tot", "… all parameters (val)", lambda v: "—" if v is None else f"{v:.4f}")])
 
 
+def floor_gap_table(results: dict):
+    """Where no floor is known: each family's largest model at its longest budget, its test loss, what its last
+    doubling of data bought, and the fitted floor E it is held against."""
+    rows = []
+    for d, arch, j in _rows(results, "joint"):
+        if results["datasets"][d].get("entropy_rate") is not None or "error" in j:
+            continue
+        largest, loss, gain = largest_loss(results, d, arch)
+        identified = not (j.get("not_identified") or {}).get("E")
+        rows.append({"dataset": d, "arch": arch, "N": largest["N"], "D": largest["D"], "loss": loss, "gain": gain,
+                     "E": format_ci(j, "E"), "above": loss - j["E"] if identified and loss is not None else None})
+    return markdown_table(rows, [
+        ("dataset", "dataset", None), ("arch", "arch", None), ("N", "largest N", ",.0f"), ("D", "its D", ",.0f"),
+        ("loss", "test loss", ".3f"), ("gain", "last doubling bought", ".3f"), ("E", "fitted E [95% CI]", None),
+        ("above", "loss − E", ".3f")])
+
+
 def single_budget_table(results: dict):
     """L(N) = a N^-alpha + c at one common D (the original project's law) beside the joint law's alpha."""
     rows = []
@@ -361,8 +380,23 @@ def effective_table(results: dict):
 def glue(results: dict) -> None:
     """Glue every finding (myst-nb) as the text the book's prose cites (:func:`musicscale.findings.findings`), so
     that the prose cites computed values, never typed ones."""
+    from myst_nb import glue as glue_object
+
     for name, text in findings(results).items():
         glue_text(name, text)
+    # the findings page's tables, one dataset each (myst-nb pastes a glued HTML table across pages)
+    for d, ds in results["datasets"].items():
+        one = {**results, "datasets": {d: ds}}
+        tables = {"_holdout_table": holdout_table, "_forms_table": forms_table, "_joint_table": joint_table,
+                  "_single_budget_table": single_budget_table, "_differences_table": differences_table}
+        if ds.get("entropy_rate") is not None:
+            tables["_ground_truth_table"] = ground_truth_table
+        else:
+            tables["_floor_gap_table"] = floor_gap_table
+        if (ds.get("architecture_gap") or {}).get("rows"):
+            tables["_gap_table"] = gap_table
+        for suffix, table in tables.items():
+            glue_object(d + suffix, html_table(table(one)), display=False)
 
 
 def floor_check(results: dict):
