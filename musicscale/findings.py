@@ -18,7 +18,7 @@ import numpy as np
 
 from . import ablation, differences, holdout, repetition, validity, verdicts
 from .analysis import HOLDOUT_FACTORS
-from .generated import REFERENCE
+from .generated import REFERENCE, model_order
 from .identification import format_ci
 from .models import ARCHITECTURES, arch_order
 from .report import and_list
@@ -397,7 +397,7 @@ def _share(summary: dict, glue: str) -> str:
 def _by_family(summaries: Sequence[dict], dataset: str) -> dict[str, list[dict]]:
     """The models of one dataset per family (report order), smallest first."""
     models = [s for s in summaries if s["dataset"] == dataset and s["arch"] != REFERENCE]
-    return {a: sorted((s for s in models if s["arch"] == a), key=lambda s: s["params_non_embedding"])
+    return {a: sorted((s for s in models if s["arch"] == a), key=model_order)
             for a in arch_order(models)}
 
 

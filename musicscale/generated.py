@@ -5,6 +5,7 @@ made from the same inputs and the same :func:`code_version`; an unreadable one i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import lru_cache
 from importlib import metadata
@@ -15,6 +16,14 @@ from .workdir import CorruptArtifactError, Workdir, file_fingerprint, fingerprin
 
 REFERENCE = "reference"  # the summary row of real held-out tunes
 PROMPTED, SWEPT = "prompted", "temperatures"  # the files of a model's prompted samples and temperature sweep
+
+
+def model_order(summary: dict) -> tuple[int, int]:
+    """The sort key of a sampled model: its N, then its budget (the ``-t<tokens>`` of its run's name), so that of
+    one size trained at several budgets the longest comes last (the largest model is the largest size at its
+    longest budget)."""
+    budget = re.search(r"-t(\d+)", summary.get("run") or "")
+    return summary["params_non_embedding"], int(budget.group(1)) if budget else 0
 
 
 def read_samples(workdir: str | Path, dataset: str, run: str, kind: str = "samples") -> list[dict]:

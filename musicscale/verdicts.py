@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 from . import identification
-from .generated import REFERENCE
+from .generated import REFERENCE, model_order
 from .models import ARCHITECTURES, arch_order
 
 
@@ -192,7 +192,7 @@ def generation_verdicts(summaries: Sequence[dict]) -> dict[str, str]:
     for d in dict.fromkeys(s["dataset"] for s in summaries):
         models = [s for s in summaries if s["dataset"] == d and s["arch"] != REFERENCE]
         reference = next((s for s in summaries if s["dataset"] == d and s["arch"] == REFERENCE), None)
-        largest = {a: max((s for s in models if s["arch"] == a), key=lambda s: s["params_non_embedding"])
+        largest = {a: max((s for s in models if s["arch"] == a), key=model_order)
                    for a in arch_order(models)}
         shares = [f"{_pct(s.get('pooled_bar_accuracy'))} ({label(a)})" for a, s in largest.items()]
         real = f"real tunes {_pct(reference.get('pooled_bar_accuracy'))}" if reference else None

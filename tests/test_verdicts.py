@@ -48,3 +48,13 @@ def test_the_held_out_heading_counts_the_checks_that_ran():
     assert verdicts.holdout_heading(ds) == ("The law beats the naive baselines in 1 of 3 held-out checks; a baseline "
                                             "is better in 1")
     assert verdicts.holdout_heading({"holdout": {}}) == "No held-out check could run"
+
+
+def test_the_largest_model_is_the_largest_size_at_its_longest_budget():
+    summaries = [{"dataset": "d", "arch": "lstm", "run": f"lstm-{size}-s0-t{budget}", "params_non_embedding": n,
+                  "pooled_bar_accuracy": share}
+                 for size, n, budget, share in [("small", 10, 2**22, 0.3), ("medium", 20, 2**22, 0.57),
+                                                ("medium", 20, 2**18, 0.2), ("small", 10, 2**18, 0.1)]]
+    summaries.append({"dataset": "d", "arch": "reference", "run": None, "params_non_embedding": 0,
+                      "pooled_bar_accuracy": 0.98})
+    assert verdicts.generation_verdicts(summaries)["d_verdict_bars"] == "57% (LSTM); real tunes 98%"
