@@ -113,7 +113,10 @@ def law_heading(ds: dict) -> str:
         if "error" in j or j.get("alpha") is None:
             parts.append(f"the {label(arch)}'s law did not converge")
         else:
-            parts.append(f"as N^−{j['alpha']:.2f} and D^−{j['beta']:.2f} ({label(arch)})")
+            loose = j.get("not_identified") or {}
+            n, d = (f"{x}^−{j[k]:.2f}" if k not in loose else f"{x} (its exponent not identified)"
+                    for x, k in (("N", "alpha"), ("D", "beta")))
+            parts.append(f"as {n} and {d} ({label(arch)})")
     return "The loss falls " + "; ".join(parts) if parts else "No law was fitted"
 
 
@@ -164,7 +167,8 @@ def verdicts(results: dict) -> dict[str, str]:
     every = [h for ds in results["datasets"].values() for checks in ds.get("holdout", {}).values()
              for h in checks.values()]
     tally = holdout_heading({"holdout": {"all": dict(enumerate(every))}})
-    out: dict[str, str] = {"heading_verdicts": "In this build, t" + tally[1:] if every else tally}
+    ran = any(holdout_outcome(h) is not Outcome.NOT_RUN for h in every)
+    out: dict[str, str] = {"heading_verdicts": "In this build, t" + tally[1:] if ran else tally}
     repeated = [repetition_cell(ds["repetition"]) for ds in results["datasets"].values() if ds.get("repetition")]
     out["heading_repetition"] = (("What a repeated token is worth, against a fresh one: " + "; ".join(repeated))
                                  if repeated else "No repetition experiment in this build")

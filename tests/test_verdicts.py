@@ -58,3 +58,11 @@ def test_the_largest_model_is_the_largest_size_at_its_longest_budget():
     summaries.append({"dataset": "d", "arch": "reference", "run": None, "params_non_embedding": 0,
                       "pooled_bar_accuracy": 0.98})
     assert verdicts.generation_verdicts(summaries)["d_verdict_bars"] == "57% (LSTM); real tunes 98%"
+
+
+def test_the_headings_say_what_was_not_identified_and_when_no_check_ran():
+    law = {"alpha": 5.0, "beta": 0.19, "not_identified": {"alpha": {"bound": 5.0}}}
+    heading = verdicts.law_heading({"joint": {"lstm": law}})
+    assert heading == "The loss falls as N (its exponent not identified) and D^−0.19 (LSTM)"
+    results = {"datasets": {"d": {"joint": {"lstm": law}, "holdout": {"lstm": {"N": {"error": "too few sizes"}}}}}}
+    assert verdicts.verdicts(results)["heading_verdicts"] == "No held-out check could run"
